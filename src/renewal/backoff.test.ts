@@ -1,0 +1,210 @@
+import { describe, it, expect, afterEach } from "vitest";
+import { BACKOFF, parseRetryAfter, retryDelayMs, type FailureKind } from "./backoff.ts";
+
+/** Deterministic PRNG (mulberry32) so property checks are reproducible from their seed. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const S = 1000;
+const MIN = 60 * S;
+const fixed = (v: number) => (): number => v;
+
+describe("retryDelayMs: table", () => {
+  const cases: [FailureKind, number, number, number | undefined, number][] = [
+    // kind, failedAttempts, random, retryAfterMs, expected ms
+    ["credential", 1, 0.5, undefined, 5 * MIN],
+    ["credential", 2, 0.5, undefined, 10 * MIN],
+    ["credential", 3, 0.5, undefined, 20 * MIN],
+    ["credential", 4, 0.5, undefined, 40 * MIN],
+    ["credential", 5, 0.5, undefined, 60 * MIN],
+    ["credential", 50, 0.5, undefined, 60 * MIN],
+    ["credential", 1, 0, undefined, 4.5 * MIN],
+    ["credential", 1, 1, undefined, 5.5 * MIN],
+    ["credential", 5, 0, undefined, 54 * MIN],
+    ["credential", 5, 1, undefined, 60 * MIN], // capped after jitter
+    ["credential", 4, 1, undefined, 44 * MIN],
+    ["transient", 1, 0, undefined, 1 * S],
+    ["transient", 1, 1, undefined, 2 * S],
+    ["transient", 2, 0.5, undefined, 3 * S],
+    ["transient", 5, 1, undefined, 32 * S],
+    ["transient", 8, 1, undefined, 256 * S],
+    ["transient", 9, 0, undefined, 150 * S], // d = 5 min cap, half fixed
+    ["transient", 9, 1, undefined, 300 * S],
+    ["transient", 10_000, 1, undefined, 300 * S],
+    ["rateLimited", 1, 0.5, 120 * S, 120 * S],
+    ["rateLimited", 7, 0.5, 120 * S, 120 * S],
+    ["rateLimited", 1, 0.5, 0, 1 * S],
+    ["rateLimited", 1, 0.5, -5 * S, 1 * S],
+    ["rateLimited", 1, 0.5, 3_600 * S, 15 * MIN],
+    ["rateLimited", 1, 0.5, Number.POSITIVE_INFINITY, 15 * MIN],
+    ["rateLimited", 1, 0, Number.NaN, 15 * S],
+    ["rateLimited", 1, 0, undefined, 15 * S],
+    ["rateLimited", 1, 1, undefined, 30 * S],
+    ["rateLimited", 2, 1, undefined, 60 * S],
+    ["rateLimited", 6, 0, undefined, 150 * S],
+    ["rateLimited", 6, 1, undefined, 300 * S],
+    ["transient", 0, 1, undefined, 2 * S], // below 1 counts as 1
+    ["transient", -3, 1, undefined, 2 * S],
+    ["transient", Number.NaN, 1, undefined, 2 * S],
+    ["transient", 2.7, 1, undefined, 4 * S], // floored
+    ["transient", 1, 5, undefined, 2 * S], // random clamped to 1
+    ["transient", 1, -1, undefined, 1 * S], // random clamped to 0
+    ["transient", Number.POSITIVE_INFINITY, 1, undefined, 300 * S],
+  ];
+  for (const [kind, failedAttempts, r, retryAfterMs, want] of cases) {
+    it(`${kind} #${failedAttempts} random=${r} retryAfter=${retryAfterMs} → ${want} ms`, () => {
+      expect(retryDelayMs({ kind, failedAttempts, retryAfterMs, random: fixed(r) })).toBeCloseTo(want, 6);
+    });
+  }
+  it("retryAfterMs is ignored for credential and transient failures", () => {
+    expect(
+      retryDelayMs({
+        kind: "transient",
+        failedAttempts: 1,
+        retryAfterMs: 600 * S,
+        random: fixed(1),
+      }),
+    ).toBe(2 * S);
+    expect(
+      retryDelayMs({
+        kind: "credential",
+        failedAttempts: 1,
+        retryAfterMs: 1 * S,
+        random: fixed(0.5),
+      }),
+    ).toBe(5 * MIN);
+  });
+});
+
+describe("retryDelayMs: properties over 1000 random inputs", () => {
+  it("is finite, inside the documented bounds, and never collapses to ~0", () => {
+    const kinds: FailureKind[] = ["credential", "transient", "rateLimited"];
+    for (let seed = 1; seed <= 1000; seed++) {
+      const rnd = mulberry32(seed);
+      const kind = kinds[seed % 3]!;
+      const n = 1 + Math.floor(rnd() * 40);
+      const retryAfterMs = rnd() < 0.5 ? undefined : (rnd() - 0.1) * 2 * 3600 * S;
+      const ms = retryDelayMs({
+        kind,
+        failedAttempts: n,
+        retryAfterMs,
+        random: rnd,
+      });
+      const ctx = JSON.stringify({ seed, kind, n, retryAfterMs, ms });
+      expect(Number.isFinite(ms), ctx).toBe(true);
+      if (kind === "credential") {
+        const d = Math.min(BACKOFF.credentialBaseMs * 2 ** (n - 1), BACKOFF.credentialCapMs);
+        expect(ms, ctx).toBeGreaterThanOrEqual(0.9 * d - 1e-6);
+        expect(ms, ctx).toBeLessThanOrEqual(Math.min(1.1 * d, BACKOFF.credentialCapMs) + 1e-6);
+      } else if (kind === "rateLimited" && retryAfterMs !== undefined) {
+        expect(ms, ctx).toBeGreaterThanOrEqual(1 * S);
+        expect(ms, ctx).toBeLessThanOrEqual(15 * MIN);
+      } else {
+        const baseMs = kind === "transient" ? BACKOFF.transientBaseMs : BACKOFF.rateLimitedBaseMs;
+        const d = Math.min(baseMs * 2 ** (n - 1), BACKOFF.transientCapMs);
+        expect(ms, ctx).toBeGreaterThanOrEqual(d / 2);
+        expect(ms, ctx).toBeLessThanOrEqual(d);
+        expect(ms, ctx).toBeGreaterThanOrEqual(1 * S);
+      }
+    }
+  });
+
+  it("a permanent credential error costs at most 4 requests in any hour, 1–2 once capped", () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const rnd = mulberry32(seed);
+      const attempts: number[] = [0];
+      for (let n = 1; attempts.at(-1)! < 24 * 60 * MIN; n++) {
+        attempts.push(
+          attempts.at(-1)! +
+            retryDelayMs({
+              kind: "credential",
+              failedAttempts: n,
+              random: rnd,
+            }),
+        );
+      }
+      for (const start of attempts) {
+        const inHour = attempts.filter((t) => t >= start && t < start + 60 * MIN).length;
+        expect(inHour).toBeLessThanOrEqual(start === 0 ? 4 : start > 3 * 60 * MIN ? 2 : 3);
+      }
+      expect(attempts.length).toBeLessThanOrEqual(4 + 24 + 1);
+    }
+  });
+});
+
+describe("parseRetryAfter", () => {
+  const now = Date.UTC(1994, 10, 6, 8, 49, 0); // Sun, 06 Nov 1994 08:49:00 GMT
+  const cases: [string | undefined, number | undefined][] = [
+    [undefined, undefined],
+    ["", undefined],
+    ["   ", undefined],
+    ["120", 120_000],
+    [" 5 ", 5_000],
+    ["0", 0],
+    ["007", 7_000],
+    ["-5", 0],
+    ["1.5", undefined],
+    ["5s", undefined],
+    ["+5", undefined],
+    ["abc", undefined],
+    ["9".repeat(400), undefined],
+    // IMF-fixdate (RFC 9110 §5.6.7)
+    ["Sun, 06 Nov 1994 08:49:37 GMT", 37_000],
+    ["Sun, 06 Nov 1994 08:50:00 GMT", 60_000],
+    ["sun, 06 nov 1994 08:49:37 gmt", 37_000],
+    ["Sun, 06 Nov 1994 08:00:00 GMT", 0], // past
+    ["Sun, 06 Nov 1994 08:49:60 GMT", 60_000], // leap second rolls over
+    // obsolete RFC 850 and asctime
+    ["Sunday, 06-Nov-94 08:49:37 GMT", 37_000],
+    ["Sun Nov  6 08:49:37 1994", 37_000],
+    ["Sun Nov 16 08:49:37 1994", 10 * 86_400_000 + 37_000],
+    // malformed
+    ["Sun, 31 Feb 1994 08:49:37 GMT", undefined],
+    ["Sun, 00 Nov 1994 08:49:37 GMT", undefined],
+    ["Sun, 06 Nov 1994 24:00:00 GMT", undefined],
+    ["Sun, 06 Nov 1994 08:61:00 GMT", undefined],
+    ["Sun, 06 Foo 1994 08:49:37 GMT", undefined],
+    ["Sun, 06 Nov 1994 08:49:37 UTC", undefined],
+    ["Sun, 6 Nov 1994 08:49:37 GMT", undefined],
+    ["06 Nov 1994 08:49:37 GMT", undefined],
+    ["1994-11-06T08:49:37Z", undefined],
+    ["Sun Nov 6 08:49:37 1994", undefined],
+  ];
+  for (const [value, want] of cases) {
+    it(`${JSON.stringify(value)} → ${want}`, () => {
+      expect(parseRetryAfter(value, now)).toBe(want);
+    });
+  }
+
+  it("RFC 850 two-digit years: more than 50 years ahead means the previous century", () => {
+    const now2026 = Date.UTC(2026, 0, 1);
+    expect(parseRetryAfter("Friday, 01-Jan-27 00:00:00 GMT", now2026)).toBe(Date.UTC(2027, 0, 1) - now2026);
+    expect(parseRetryAfter("Sunday, 01-Jan-76 00:00:10 GMT", now2026)).toBe(Date.UTC(2076, 0, 1, 0, 0, 10) - now2026);
+    expect(parseRetryAfter("Saturday, 01-Jan-77 00:00:00 GMT", now2026)).toBe(0); // 1977
+    expect(parseRetryAfter("Thursday, 01-Jan-26 00:00:10 GMT", now2026)).toBe(10_000);
+  });
+
+  describe("does not depend on the process time zone", () => {
+    const saved = process.env.TZ;
+    afterEach(() => {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    });
+    for (const tz of ["America/New_York", "Asia/Kolkata", "UTC"]) {
+      it(tz, () => {
+        process.env.TZ = tz;
+        expect(parseRetryAfter("Sun Nov  6 08:49:37 1994", now)).toBe(37_000);
+        expect(parseRetryAfter("Sunday, 06-Nov-94 08:49:37 GMT", now)).toBe(37_000);
+        expect(parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now)).toBe(37_000);
+      });
+    }
+  });
+});
