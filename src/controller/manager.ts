@@ -1,0 +1,234 @@
+import { createServer, type Server } from "node:http";
+import type { Logger } from "pino";
+import type { NexarToken } from "../api/types.ts";
+import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
+import { Informer, keyOf } from "../kube/informer.ts";
+import { nexarTokenPath, secretPath } from "../kube/paths.ts";
+import { KubeEventRecorder } from "../kube/events.ts";
+import { ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
+import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
+import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
+import { WorkQueue } from "./workqueue.ts";
+import { SecretIndex } from "./secret-index.ts";
+
+/** Settings of one operator process. */
+export interface ManagerOptions {
+  kube: KubeClient;
+  tokens: TokenSource;
+  logger: Logger;
+  /** Namespaces to watch; empty = all. */
+  namespaces: readonly string[];
+  /** Parallel reconciles (distinct keys), default 4. */
+  concurrency: number;
+  /** `host:port` of the metrics/health HTTP server; empty string = none. */
+  httpAddress: string;
+  reconciler: ReconcilerConfig;
+  version: string;
+  instance: string;
+  /** Set once metrics exist, so the token client can report responses. */
+  onMetrics?: (m: PromMetrics) => void;
+}
+
+/**
+ * One controller process (controller-runtime's Manager + one Controller): a NexarToken informer
+ * with a store, a metadata-only Secret watch that stores nothing and only maps Secret events to
+ * the NexarTokens that reference them, a work queue, N workers running the {@link Reconciler},
+ * and the `/metrics`, `/healthz`, `/readyz` endpoints.
+ */
+export class Manager {
+  readonly queue = new WorkQueue();
+  readonly metrics: PromMetrics;
+  private readonly o: ManagerOptions;
+  private readonly tokens: Informer<NexarToken>;
+  private readonly secrets: Informer<KubeObject>;
+  private readonly index = new SecretIndex();
+  private readonly limiter = new ItemExponentialFailureRateLimiter();
+  private readonly reconciler: Reconciler;
+  private server: Server | undefined;
+  private workers: Promise<void>[] = [];
+  private stopping = false;
+
+  constructor(o: ManagerOptions) {
+    this.o = o;
+    const log = o.logger;
+    this.metrics = new PromMetrics(
+      () => this.snapshot(),
+      () => ({ depth: this.queue.len(), delayed: this.queue.delayedLen(), processing: this.queue.processingLen() }),
+      o.version,
+    );
+    o.onMetrics?.(this.metrics);
+    this.tokens = new Informer<NexarToken>({
+      client: o.kube,
+      path: (ns) => nexarTokenPath(ns),
+      namespaces: o.namespaces,
+      store: true,
+      logger: log,
+      handlers: {
+        onAdd: (nt) => {
+          this.index.set(keyOf(nt), refsOf(nt));
+          this.queue.add(keyOf(nt));
+        },
+        onUpdate: (nt, old) => {
+          this.index.set(keyOf(nt), refsOf(nt));
+          // Status-only changes (our own writes) need no reconcile (controller-runtime's
+          // GenerationChangedPredicate, widened to annotations and labels for refresh requests).
+          if (old && !specOrMetaChanged(nt, old)) return;
+          this.queue.add(keyOf(nt));
+        },
+        onDelete: (nt) => {
+          this.index.delete(keyOf(nt));
+          this.reconciler.forget(keyOf(nt));
+          this.queue.add(keyOf(nt));
+        },
+      },
+    });
+    this.secrets = new Informer<KubeObject>({
+      client: o.kube,
+      path: (ns) => secretPath(ns),
+      namespaces: o.namespaces,
+      store: false,
+      accept: { list: ACCEPT_METADATA_LIST, watch: ACCEPT_METADATA },
+      logger: log,
+      handlers: {
+        onUpdate: (s) => this.secretChanged(s),
+        onAdd: (s) => this.secretChanged(s),
+        onDelete: (s) => this.secretChanged(s),
+      },
+    });
+    this.reconciler = new Reconciler({
+      kube: o.kube,
+      getNexarToken: (k) => this.tokens.get(k),
+      tokens: o.tokens,
+      events: new KubeEventRecorder(o.kube, log, o.instance),
+      metrics: this.metrics,
+      logger: log,
+      config: o.reconciler,
+    });
+  }
+
+  private secretChanged(s: KubeObject): void {
+    for (const key of this.index.referencing(keyOf(s))) this.queue.add(key);
+  }
+
+  private snapshot(): TokenSnapshot[] {
+    return this.tokens.list().map((nt) => {
+      const s = nt.status;
+      const ready = s?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+      const sec = (t?: string) => (t ? Date.parse(t) / 1000 : undefined);
+      return {
+        namespace: nt.metadata.namespace ?? "",
+        name: nt.metadata.name ?? "",
+        ready,
+        expiresAtSeconds: sec(s?.expiresAt),
+        renewalAtSeconds: sec(s?.renewalTime),
+        failedAttempts: s?.failedAttempts ?? 0,
+      };
+    });
+  }
+
+  /** True once both informers have listed. */
+  synced(): boolean {
+    return this.tokens.hasSynced() && this.secrets.hasSynced();
+  }
+
+  /** Starts the HTTP endpoints, the informers and, once they have synced, the workers. */
+  async start(): Promise<void> {
+    if (this.o.httpAddress) await this.listen(this.o.httpAddress);
+    this.tokens.start();
+    this.secrets.start();
+    await this.tokens.waitForSync();
+    await this.secrets.waitForSync();
+    this.o.logger.info({ nexartokens: this.tokens.size() }, "caches synced; starting workers");
+    for (let i = 0; i < this.o.concurrency; i++) this.workers.push(this.worker());
+  }
+
+  /** Stops intake, lets in-flight reconciles finish, stops informers and the HTTP server. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.queue.shutDown();
+    await Promise.allSettled(this.workers);
+    await this.tokens.stop();
+    await this.secrets.stop();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      const started = performance.now();
+      try {
+        const res = await this.reconciler.reconcile(key);
+        this.limiter.forget(key);
+        this.metrics.reconcile("success", (performance.now() - started) / 1000);
+        if (res.requeueAfterMs !== undefined && !this.stopping) this.queue.addAfter(key, res.requeueAfterMs);
+      } catch (err) {
+        this.metrics.reconcile("error", (performance.now() - started) / 1000);
+        const delay = this.limiter.when(key);
+        this.o.logger.warn(
+          { nexartoken: key, err: (err as Error).message, retryInMs: delay },
+          "reconcile failed; requeued",
+        );
+        if (!this.stopping) this.queue.addAfter(key, delay);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private listen(address: string): Promise<void> {
+    const i = address.lastIndexOf(":");
+    const host = address.slice(0, i) || "0.0.0.0";
+    const port = Number(address.slice(i + 1));
+    this.server = createServer((req, res) => {
+      const url = req.url ?? "/";
+      if (url === "/metrics") {
+        this.metrics.registry
+          .metrics()
+          .then((body) => {
+            res.writeHead(200, { "content-type": this.metrics.registry.contentType });
+            res.end(body);
+          })
+          .catch(() => {
+            res.writeHead(500);
+            res.end();
+          });
+        return;
+      }
+      if (url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.end("ok\n");
+        return;
+      }
+      if (url === "/readyz") {
+        const ok = this.synced() && !this.stopping;
+        res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" });
+        res.end(ok ? "ok\n" : "caches not synced\n");
+        return;
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    return new Promise((resolve, reject) => {
+      this.server?.once("error", reject);
+      this.server?.listen(port, host, () => resolve());
+    });
+  }
+}
+
+function refsOf(nt: NexarToken): string[] {
+  const ns = nt.metadata.namespace ?? "";
+  const creds = nt.spec?.credentialsSecretRef?.name;
+  const target = nt.spec?.target?.name ?? nt.metadata.name;
+  return [creds, target].filter((x): x is string => !!x).map((n) => `${ns}/${n}`);
+}
+
+function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {
+  return (
+    a.metadata.generation !== b.metadata.generation ||
+    a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp ||
+    JSON.stringify(a.metadata.annotations ?? {}) !== JSON.stringify(b.metadata.annotations ?? {}) ||
+    JSON.stringify(a.metadata.labels ?? {}) !== JSON.stringify(b.metadata.labels ?? {})
+  );
+}

@@ -1,0 +1,83 @@
+/**
+ * Status computation for NexarTokens: pure functions that build the desired `status` and decide
+ * whether it differs from the stored one, so status is written only on change (SPEC §3.7).
+ * Conditions follow the Kubernetes API conventions (`metav1.Condition`): `lastTransitionTime`
+ * changes only when `status` flips.
+ */
+
+/** `metav1.Condition`. Times are RFC 3339 strings. */
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** The operator-written part of a NexarToken's status (SPEC §2). Times are RFC 3339 UTC. */
+export interface TokenStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  expiresAt?: string;
+  renewalTime?: string;
+  lastRefreshTime?: string;
+  grantedScopes?: string[];
+  failedAttempts?: number;
+  lastFailureTime?: string;
+  lastFailureReason?: string;
+  secretName?: string;
+  lastRefreshRequest?: string;
+}
+
+/**
+ * Sets condition `c` in `existing` (returning a new array): keeps `lastTransitionTime` when the
+ * condition's status is unchanged, else stamps `nowIso`.
+ */
+export function setCondition(
+  existing: readonly Condition[] | undefined,
+  c: Omit<Condition, "lastTransitionTime">,
+  nowIso: string,
+): Condition[] {
+  const list = [...(existing ?? [])];
+  const i = list.findIndex((x) => x.type === c.type);
+  const prev = i >= 0 ? list[i] : undefined;
+  const next: Condition = {
+    ...c,
+    lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : nowIso,
+  };
+  if (i >= 0) list[i] = next;
+  else list.push(next);
+  return list;
+}
+
+/** Deep equality of two statuses as JSON values (key order ignored; undefined fields ignored). */
+export function statusEqual(a: TokenStatus | undefined, b: TokenStatus | undefined): boolean {
+  return canonical(a ?? {}) === canonical(b ?? {});
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (v && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `current` into `desired` for the top-level status
+ * fields: changed fields are set, fields absent from `desired` are nulled.
+ */
+export function statusPatch(current: TokenStatus | undefined, desired: TokenStatus): Record<string, unknown> {
+  const patch: Record<string, unknown> = {};
+  const keys = new Set([...Object.keys(current ?? {}), ...Object.keys(desired)]);
+  for (const k of keys) {
+    const d = (desired as Record<string, unknown>)[k];
+    const c = (current as Record<string, unknown> | undefined)?.[k];
+    if (canonical(d ?? null) !== canonical(c ?? null)) patch[k] = d ?? null;
+  }
+  return patch;
+}

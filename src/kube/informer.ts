@@ -1,0 +1,224 @@
+import type { Logger } from "pino";
+import { KubeApiError, type KubeClient, type KubeList, type KubeObject, type WatchEvent } from "./client.ts";
+
+/** Event handlers of an {@link Informer}. `old` is undefined for metadata-only informers without a store. */
+export interface InformerHandlers<T extends KubeObject> {
+  onAdd?(obj: T): void;
+  onUpdate?(obj: T, old: T | undefined): void;
+  onDelete?(obj: T): void;
+}
+
+/** Configuration of one list-watch. */
+export interface InformerOptions<T extends KubeObject> {
+  client: KubeClient;
+  /** Collection path for a namespace (`undefined` = all namespaces), e.g. `/api/v1/namespaces/ns/secrets`. */
+  path: (namespace: string | undefined) => string;
+  /** Namespaces to watch; empty or undefined = cluster-wide. */
+  namespaces?: readonly string[];
+  /** Keep objects in memory (`get`, `list`). Off for metadata-only watches that only trigger work. */
+  store: boolean;
+  /** Accept headers for list and watch, for metadata-only (PartialObjectMetadata) informers. */
+  accept?: { list: string; watch: string };
+  labelSelector?: string;
+  /** Page size of the initial list (`limit`), default 500. */
+  pageSize?: number;
+  handlers: InformerHandlers<T>;
+  logger: Logger;
+  /** Called on each watch (re)start failure, for metrics. */
+  onWatchError?: (err: unknown) => void;
+  /** Server-side watch timeout, seconds (default 300–600, randomised like client-go's reflector). */
+  watchTimeoutSeconds?: number;
+}
+
+/** `namespace/name`, the work-queue key of an object (controller-runtime's `NamespacedName`). */
+export function keyOf(obj: KubeObject): string {
+  return `${obj.metadata.namespace ?? ""}/${obj.metadata.name ?? ""}`;
+}
+
+const MIN_BACKOFF_MS = 800;
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * A supervised list-watch ("reflector" + store in client-go terms), one per watched namespace:
+ * it lists (paginated), then watches from the list's resourceVersion with bookmarks; a watch that
+ * ends is resumed from the last resourceVersion seen; `410 Gone` (or an ERROR event with code
+ * 410) relists; any other failure restarts after an exponential backoff with jitter (0.8 s → 30 s).
+ * A watchdog aborts a stream that stays silent past its timeout. It never gives up until
+ * {@link Informer.stop}.
+ */
+export class Informer<T extends KubeObject> {
+  private readonly o: InformerOptions<T>;
+  private readonly items = new Map<string, T>();
+  private readonly synced = new Set<string>();
+  private readonly abort = new AbortController();
+  private readonly loops: Promise<void>[] = [];
+  private readonly scopes: (string | undefined)[];
+
+  constructor(o: InformerOptions<T>) {
+    this.o = o;
+    this.scopes = o.namespaces && o.namespaces.length > 0 ? [...o.namespaces] : [undefined];
+  }
+
+  /** Starts one list-watch loop per namespace. */
+  start(): void {
+    for (const ns of this.scopes) this.loops.push(this.run(ns));
+  }
+
+  /** Stops all loops and waits for them. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled(this.loops);
+  }
+
+  /** True once every namespace has completed its first list. */
+  hasSynced(): boolean {
+    return this.synced.size === this.scopes.length;
+  }
+
+  /** Resolves when {@link hasSynced}; rejects if `signal` aborts first. */
+  async waitForSync(signal?: AbortSignal): Promise<void> {
+    while (!this.hasSynced()) {
+      if (signal?.aborted) throw new Error("aborted before informer sync");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** The stored object with key `namespace/name` (store mode only). */
+  get(key: string): T | undefined {
+    return this.items.get(key);
+  }
+
+  /** All stored objects (store mode only). */
+  list(): T[] {
+    return [...this.items.values()];
+  }
+
+  /** Number of stored objects. */
+  size(): number {
+    return this.items.size;
+  }
+
+  private async run(ns: string | undefined): Promise<void> {
+    const log = this.o.logger.child({ informer: this.o.path(ns) });
+    let rv: string | undefined;
+    let failures = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        if (rv === undefined) {
+          rv = await this.relist(ns);
+          this.synced.add(ns ?? "");
+        }
+        rv = await this.watchOnce(ns, rv);
+        failures = 0;
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        if (err instanceof GoneError || (err instanceof KubeApiError && err.status === 410)) {
+          log.info("resourceVersion too old (410 Gone); relisting");
+          rv = undefined;
+          continue;
+        }
+        failures++;
+        this.o.onWatchError?.(err);
+        const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** (failures - 1));
+        const jittered = delay / 2 + Math.random() * (delay / 2);
+        log.warn({ err: describe(err), retryInMs: Math.round(jittered) }, "list/watch failed; retrying");
+        await sleep(jittered, this.abort.signal);
+      }
+    }
+  }
+
+  /** Full paginated list; replaces the store (emitting deletes for vanished objects). Returns the list resourceVersion. */
+  private async relist(ns: string | undefined): Promise<string> {
+    const seen = new Set<string>();
+    let cont: string | undefined;
+    let rv = "";
+    do {
+      const page = await this.o.client.request<KubeList<T>>("GET", this.o.path(ns), {
+        query: { limit: this.o.pageSize ?? 500, continue: cont, labelSelector: this.o.labelSelector },
+        accept: this.o.accept?.list,
+        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(60_000)]),
+      });
+      for (const item of page.items ?? []) {
+        const key = keyOf(item);
+        seen.add(key);
+        this.upsert(item);
+      }
+      cont = page.metadata.continue || undefined;
+      rv = page.metadata.resourceVersion ?? rv;
+    } while (cont);
+    if (this.o.store) {
+      for (const [key, old] of this.items) {
+        if (!seen.has(key) && (ns === undefined || old.metadata.namespace === ns)) {
+          this.items.delete(key);
+          this.o.handlers.onDelete?.(old);
+        }
+      }
+    }
+    return rv;
+  }
+
+  private upsert(obj: T): void {
+    const key = keyOf(obj);
+    if (!this.o.store) {
+      this.o.handlers.onUpdate?.(obj, undefined);
+      return;
+    }
+    const old = this.items.get(key);
+    this.items.set(key, obj);
+    if (!old) this.o.handlers.onAdd?.(obj);
+    else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.o.handlers.onUpdate?.(obj, old);
+  }
+
+  private async watchOnce(ns: string | undefined, rv: string): Promise<string> {
+    const timeout = this.o.watchTimeoutSeconds ?? Math.floor(300 + Math.random() * 300);
+    let last = rv;
+    await this.o.client.watch<T>(
+      this.o.path(ns),
+      {
+        query: {
+          resourceVersion: rv,
+          allowWatchBookmarks: true,
+          timeoutSeconds: timeout,
+          labelSelector: this.o.labelSelector,
+        },
+        accept: this.o.accept?.watch,
+        signal: this.abort.signal,
+        idleTimeoutMs: (timeout + 60) * 1000,
+      },
+      (ev: WatchEvent<T>) => {
+        if (ev.type === "ERROR") {
+          const status = ev.object as unknown as { code?: number; message?: string };
+          if (status.code === 410) throw new GoneError();
+          throw new Error(`watch error event: ${status.code ?? "?"} ${status.message ?? ""}`);
+        }
+        last = ev.object.metadata.resourceVersion ?? last;
+        if (ev.type === "BOOKMARK") return;
+        if (ev.type === "DELETED") {
+          const key = keyOf(ev.object);
+          if (this.o.store) this.items.delete(key);
+          this.o.handlers.onDelete?.(ev.object);
+          return;
+        }
+        this.upsert(ev.object);
+      },
+    );
+    return last;
+  }
+}
+
+class GoneError extends Error {
+  constructor() {
+    super("410 Gone");
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

@@ -1,0 +1,188 @@
+import { describe, it, expect } from "vitest";
+import { desiredSecret, planSecretWrite, storedToken, rfc3339, type ResolvedTarget } from "./desired.ts";
+import { checkOwnership } from "./ownership.ts";
+import type { Secret } from "../kube/client.ts";
+
+const owner = {
+  apiVersion: "nexar-operator.io/v1alpha1",
+  kind: "NexarToken",
+  namespace: "parts",
+  name: "supply",
+  uid: "u-1",
+};
+const target: ResolvedTarget = {
+  name: "supply-token",
+  type: "Opaque",
+  creationPolicy: "Owner",
+  adopt: false,
+  labels: { team: "parts" },
+  annotations: { note: "x" },
+  template: { Authorization: "Bearer {{access_token}}", ".env": "NEXAR_TOKEN={{access_token}}\nEXP={{expires_at}}" },
+};
+const token = {
+  accessToken: "eyJ.token&<>",
+  tokenType: "Bearer",
+  scopes: ["supply.domain"],
+  expiresAtMs: Date.parse("2026-12-01T10:00:00.750Z"),
+  receivedAtMs: Date.parse("2026-11-30T10:00:00Z"),
+};
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+describe("desiredSecret", () => {
+  const d = desiredSecret(owner, target, token, "fp");
+  it("writes the OAuth default keys with RFC 3339 UTC expiry", () => {
+    expect(d.stringData).toMatchObject({
+      access_token: "eyJ.token&<>",
+      token_type: "Bearer",
+      expires_at: "2026-12-01T10:00:00Z",
+      scope: "supply.domain",
+    });
+  });
+  it("renders templates without HTML escaping", () => {
+    expect(d.stringData.Authorization).toBe("Bearer eyJ.token&<>");
+    expect(d.stringData[".env"]).toBe("NEXAR_TOKEN=eyJ.token&<>\nEXP=2026-12-01T10:00:00Z");
+  });
+  it("labels, annotates and owns the Secret", () => {
+    expect(d.labels).toEqual({ team: "parts", "app.kubernetes.io/managed-by": "nexar-token-operator" });
+    expect(d.annotations).toMatchObject({
+      note: "x",
+      "nexar-operator.io/owner": "parts/supply",
+      "nexar-operator.io/expires-at": "2026-12-01T10:00:00Z",
+    });
+    expect(d.ownerReference).toMatchObject({ uid: "u-1", controller: true, kind: "NexarToken" });
+  });
+  it("has no ownerReference for Orphan and Merge", () => {
+    expect(desiredSecret(owner, { ...target, creationPolicy: "Orphan" }, token, "fp").ownerReference).toBeUndefined();
+    expect(desiredSecret(owner, { ...target, creationPolicy: "Merge" }, token, "fp").ownerReference).toBeUndefined();
+  });
+  it("reports a broken template by key, without values", () => {
+    expect(() => desiredSecret(owner, { ...target, template: { bad: "{{#x}}" } }, token, "fp")).toThrow(/key "bad"/);
+  });
+});
+
+describe("planSecretWrite", () => {
+  const d = desiredSecret(owner, target, token, "fp");
+  const created = planSecretWrite(undefined, d, "Owner");
+  if (created.action !== "create") throw new Error("expected create");
+  const existing: Secret = {
+    ...created.secret,
+    metadata: { ...created.secret.metadata, resourceVersion: "7", uid: "s-1" },
+  };
+
+  it("creates a missing Secret with base64 data", () => {
+    expect(created.secret.data?.access_token).toBe(b64("eyJ.token&<>"));
+    expect(created.secret.metadata.ownerReferences).toHaveLength(1);
+  });
+  it("writes nothing when nothing differs", () => {
+    expect(planSecretWrite(existing, d, "Owner")).toEqual({ action: "none" });
+  });
+  it("repairs drifted data, keeping others' labels and annotations and the resourceVersion", () => {
+    const drifted: Secret = {
+      ...existing,
+      metadata: {
+        ...existing.metadata,
+        labels: { ...existing.metadata.labels, reloader: "on" },
+        annotations: { ...existing.metadata.annotations, "other/x": "1" },
+      },
+      data: { ...existing.data, access_token: b64("hand-edited"), extra: b64("x") },
+    };
+    const plan = planSecretWrite(drifted, d, "Owner");
+    expect(plan.action).toBe("update");
+    if (plan.action !== "update") return;
+    expect(plan.secret.metadata.resourceVersion).toBe("7");
+    expect(plan.secret.data?.access_token).toBe(b64("eyJ.token&<>"));
+    expect(plan.secret.data?.extra).toBeUndefined();
+    expect(plan.secret.metadata.labels?.reloader).toBe("on");
+    expect(plan.secret.metadata.annotations?.["other/x"]).toBe("1");
+  });
+  it("Merge keeps data keys it does not own", () => {
+    const dm = desiredSecret(owner, { ...target, creationPolicy: "Merge" }, token, "fp");
+    const foreign: Secret = {
+      metadata: { name: "supply-token", namespace: "parts", resourceVersion: "3" },
+      type: "Opaque",
+      data: { theirs: b64("keep") },
+    };
+    const plan = planSecretWrite(foreign, dm, "Merge");
+    expect(plan.action).toBe("update");
+    if (plan.action === "update") {
+      expect(plan.secret.data?.theirs).toBe(b64("keep"));
+      expect(plan.secret.data?.access_token).toBe(b64("eyJ.token&<>"));
+    }
+  });
+  it("recreates when the immutable type changes", () => {
+    const plan = planSecretWrite(
+      existing,
+      desiredSecret(owner, { ...target, type: "example.com/token" }, token, "fp"),
+      "Owner",
+    );
+    expect(plan.action).toBe("recreate");
+  });
+  it("replaces a stale ownerReference to a re-created NexarToken of the same name", () => {
+    const stale: Secret = {
+      ...existing,
+      metadata: {
+        ...existing.metadata,
+        ownerReferences: [
+          { apiVersion: owner.apiVersion, kind: "NexarToken", name: "supply", uid: "old", controller: true },
+        ],
+      },
+    };
+    const plan = planSecretWrite(stale, d, "Owner");
+    expect(plan.action).toBe("update");
+    if (plan.action === "update") expect(plan.secret.metadata.ownerReferences?.map((r) => r.uid)).toEqual(["u-1"]);
+  });
+});
+
+describe("storedToken", () => {
+  it("reads back what desiredSecret wrote", () => {
+    const c = planSecretWrite(undefined, desiredSecret(owner, target, token, "fp"), "Owner");
+    if (c.action !== "create") throw new Error();
+    const t = storedToken(c.secret);
+    expect(t).toMatchObject({
+      accessToken: "eyJ.token&<>",
+      scopes: ["supply.domain"],
+      fingerprint: "fp",
+      receivedAtMs: token.receivedAtMs,
+    });
+    expect(t?.expiresAtMs).toBe(Date.parse(rfc3339(token.expiresAtMs)));
+  });
+  it("is undefined for a Secret without a token", () => {
+    expect(storedToken({ metadata: {}, data: { other: b64("x") } })).toBeUndefined();
+  });
+});
+
+describe("checkOwnership", () => {
+  const managed = (ownerKey: string): Secret => ({
+    metadata: {
+      name: "t",
+      labels: { "app.kubernetes.io/managed-by": "nexar-token-operator" },
+      annotations: { "nexar-operator.io/owner": ownerKey },
+    },
+  });
+  const exists = (k: string) => k === "parts/other";
+  it("allows a missing Secret and our own", () => {
+    expect(checkOwnership(undefined, "parts/supply", false, exists)).toEqual({ ok: true, adopting: false });
+    expect(checkOwnership(managed("parts/supply"), "parts/supply", false, exists)).toEqual({
+      ok: true,
+      adopting: false,
+    });
+  });
+  it("refuses a Secret of another live NexarToken, even with adopt", () => {
+    for (const adopt of [false, true]) {
+      const d = checkOwnership(managed("parts/other"), "parts/supply", adopt, exists);
+      expect(d.ok).toBe(false);
+      if (!d.ok) expect(d.message).toContain("parts/other");
+    }
+  });
+  it("refuses an unmanaged Secret unless adopt", () => {
+    expect(checkOwnership({ metadata: { name: "t" } }, "parts/supply", false, exists).ok).toBe(false);
+    expect(checkOwnership({ metadata: { name: "t" } }, "parts/supply", true, exists)).toEqual({
+      ok: true,
+      adopting: true,
+    });
+  });
+  it("lets adopt take over a Secret left by a deleted NexarToken", () => {
+    expect(checkOwnership(managed("parts/gone"), "parts/supply", true, exists)).toEqual({ ok: true, adopting: true });
+    expect(checkOwnership(managed("parts/gone"), "parts/supply", false, exists).ok).toBe(false);
+  });
+});
