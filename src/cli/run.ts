@@ -6,6 +6,7 @@ import { createLogger } from "../observability/logger.ts";
 import { TokenClient } from "../oauth/index.ts";
 import { parseGoDuration } from "../api/duration.ts";
 import { Manager } from "../controller/manager.ts";
+import { Issuer } from "../controller/issuer.ts";
 import type { PromMetrics } from "../observability/metrics.ts";
 
 /** Options of `nexar-token-operator run` (flags, each with an environment variable). */
@@ -47,7 +48,7 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     .filter(Boolean);
   const manager = new Manager({
     kube,
-    tokens,
+    tokens: new Issuer(tokens),
     logger,
     namespaces,
     concurrency: Math.max(1, Number(o.concurrency) || 4),

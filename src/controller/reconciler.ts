@@ -12,6 +12,7 @@ import { desiredSecret, planSecretWrite, rfc3339, storedToken, type TokenValues 
 import { checkOwnership } from "../secrets/ownership.ts";
 import { setCondition, statusEqual, statusPatch, type TokenStatus } from "./status.ts";
 import type { EventRecorder } from "../kube/events.ts";
+import { persistRefreshToken } from "./credentials.ts";
 import type { Metrics } from "../observability/metrics.ts";
 
 /** What a reconcile asks of the work queue (controller-runtime's `reconcile.Result`). */
@@ -20,9 +21,20 @@ export interface Result {
   requeueAfterMs?: number;
 }
 
-/** Fetches tokens; the OAuth client, or a shared cache in front of it. */
+/** Per-fetch context handed to a {@link TokenSource}. */
+export interface FetchContext {
+  /** Lifetime to assume when the response has neither `expires_in` nor a JWT `exp`, seconds. */
+  fallbackLifetimeSeconds?: number;
+  /**
+   * Persists a rotated refresh token (RefreshToken grant). A source MUST await it before it
+   * returns the new access token, and fail the fetch if it throws (SPEC §6).
+   */
+  persistRefreshToken?: (rotated: string) => Promise<void>;
+}
+
+/** Fetches tokens: the OAuth client behind the issuer (sharing, limits, rotation). */
 export interface TokenSource {
-  fetchToken(req: TokenRequest, opts?: { fallbackLifetimeSeconds?: number }): Promise<IssuedToken>;
+  fetchToken(req: TokenRequest, ctx: FetchContext): Promise<IssuedToken>;
 }
 
 /** Static settings of the reconciler. */
@@ -231,6 +243,22 @@ export class Reconciler {
         try {
           const token = await this.d.tokens.fetchToken(request, {
             fallbackLifetimeSeconds: spec.fallbackLifetimeSeconds ?? this.d.config.fallbackLifetimeSeconds,
+            persistRefreshToken:
+              spec.grant === "RefreshToken"
+                ? async (rotated) => {
+                    const result = await persistRefreshToken(
+                      this.d.kube,
+                      {
+                        namespace: ns,
+                        name: spec.credentialsSecretRef.name,
+                        key: spec.credentialsSecretRef.refreshTokenKey,
+                      },
+                      { refreshToken: read.refreshToken ?? "", resourceVersion: creds.metadata.resourceVersion },
+                      rotated,
+                    );
+                    log.info({ result }, "rotated refresh token stored in the credentials Secret");
+                  }
+                : undefined,
           });
           this.failures.delete(key);
           held = { ...toValues(token), fingerprint, renewAtMs: this.renewal(toValues(token), spec) };
