@@ -67,7 +67,9 @@ test-integration: $(STAMP) ## integration tests against a real control plane and
 
 .PHONY: test
 test: $(STAMP) ## unit + integration tests
-	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; npx vitest run
+	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
+	  status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
+	  node hack/test-summary.ts .vitest-results.json; exit $$status
 
 .PHONY: demo
 demo: $(STAMP) ## run the main job end to end on an embedded control plane (KEEP_RUNNING=1 to keep it up)
