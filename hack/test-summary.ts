@@ -12,7 +12,9 @@ try {
     numPendingTests: number;
     numTodoTests: number;
   };
-  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+  console.log(
+    `tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`,
+  );
 } catch (err) {
   console.log(`tests: 0 passed, 1 failed (no readable vitest report in ${file}: ${(err as Error).message})`);
 }
