@@ -1,4 +1,6 @@
 import { hostname } from "node:os";
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { LevelWithSilent } from "pino";
 import { KubeClient } from "../kube/client.ts";
@@ -8,6 +10,8 @@ import { parseGoDuration } from "../api/duration.ts";
 import { Manager } from "../controller/manager.ts";
 import { Issuer } from "../controller/issuer.ts";
 import type { PromMetrics } from "../observability/metrics.ts";
+import { LeaderElector } from "../kube/leaderelection.ts";
+import { KubeLeaseLock } from "../kube/lease.ts";
 
 /** Options of `nexar-token-operator run` (flags, each with an environment variable). */
 export interface RunOptions {
@@ -20,11 +24,51 @@ export interface RunOptions {
   fallbackLifetime?: string;
   requestTimeout: string;
   caFile?: string;
+  /** Leader election on a Lease (default true); off runs the workers at once. */
+  leaderElect: boolean;
+  /** Namespace of the Lease; empty = {@link defaultLeaderElectionNamespace}. */
+  leaderElectionNamespace?: string;
+  /** Name of the Lease (default `nexar-token-operator`). */
+  leaderElectionId: string;
+}
+
+/** The in-cluster service-account namespace file (Kubernetes "Accessing the API from a Pod"). */
+export const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/**
+ * Namespace of the leader-election Lease when no flag gives one: `$POD_NAMESPACE` (downward
+ * API), else the in-cluster service account's namespace file, else `default`.
+ */
+export function defaultLeaderElectionNamespace(
+  env: NodeJS.ProcessEnv = process.env,
+  readNamespaceFile: () => string = () => readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, "utf8"),
+): string {
+  if (env.POD_NAMESPACE?.trim()) return env.POD_NAMESPACE.trim();
+  try {
+    const ns = readNamespaceFile().trim();
+    if (ns) return ns;
+  } catch {
+    // not in a cluster
+  }
+  return "default";
+}
+
+/**
+ * This process's leader-election identity: `$POD_NAME`, else `<hostname>_<random UUID>` (as
+ * controller-runtime does), so two processes on one host never share an identity.
+ */
+export function leaderIdentity(env: NodeJS.ProcessEnv = process.env): string {
+  return env.POD_NAME?.trim() || `${hostname()}_${randomUUID()}`;
 }
 
 /**
  * Runs the controller until SIGTERM/SIGINT, then shuts down gracefully: stop intake, finish
- * in-flight reconciles, exit 0. Returns the process exit code.
+ * in-flight reconciles, release the leader Lease, exit 0. Returns the process exit code.
+ *
+ * With leader election every replica runs the informers (warm caches, `/readyz` ready as
+ * standby) and only the leader runs workers. A replica that loses the Lease, or cannot renew it
+ * within the renew deadline, exits with code 1 AT ONCE: no reconcile in flight can write after
+ * that, and the Deployment restarts the process as a standby.
  */
 export async function run(o: RunOptions, version: string): Promise<number> {
   const logger = createLogger(o.logLevel as LevelWithSilent);
@@ -48,7 +92,7 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     .filter(Boolean);
   const manager = new Manager({
     kube,
-    tokens: new Issuer(tokens),
+    tokens: Issuer.fromFlags(tokens, o, logger),
     logger,
     namespaces,
     concurrency: Math.max(1, Number(o.concurrency) || 4),
@@ -74,11 +118,41 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     process.once("SIGTERM", () => onSignal("SIGTERM"));
     process.once("SIGINT", () => onSignal("SIGINT"));
   });
-  await Promise.race([manager.start(), done]);
+  let elector: LeaderElector | undefined;
+  const synced = manager.startInformers();
+  if (o.leaderElect) {
+    const namespace = o.leaderElectionNamespace?.trim() || defaultLeaderElectionNamespace();
+    elector = new LeaderElector({
+      lock: new KubeLeaseLock(kube, namespace, o.leaderElectionId),
+      identity: leaderIdentity(),
+      logger,
+      onStartedLeading: () => void synced.then(() => manager.startWorkers()),
+      onStoppedLeading: (reason) => {
+        // Stop writing at once: exiting is the only stop that also cuts reconciles in flight.
+        logger.fatal({ reason }, "leadership lost; exiting");
+        process.exit(1);
+      },
+    });
+    elector.start();
+    void synced.then(() => {
+      if (!elector?.isLeader()) logger.info("caches synced; standby until this replica leads");
+    });
+  } else {
+    logger.info("leader election disabled");
+    void synced.then(() => manager.startWorkers());
+  }
+  await Promise.race([synced, done]);
   await done;
+  await manager.drain(); // stop intake; in-flight reconciles finish their writes
+  if (elector) {
+    await elector.release(); // only now may a standby take over (client-go ReleaseOnCancel)
+    manager.metrics.setLeader(false);
+  }
   await manager.stop();
   await tokens.close();
   await kube.close();
   logger.info("stopped");
+  // Safety net: nothing left should keep the process alive, but never hang past shutdown.
+  setTimeout(() => process.exit(), 2_000).unref();
   return 0;
 }

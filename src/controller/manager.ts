@@ -47,6 +47,9 @@ export class Manager {
   private server: Server | undefined;
   private workers: Promise<void>[] = [];
   private stopping = false;
+  private stopped = false;
+  private leading = false;
+  private cachesSynced = false;
 
   constructor(o: ManagerOptions) {
     this.o = o;
@@ -55,7 +58,9 @@ export class Manager {
       () => this.snapshot(),
       () => ({ depth: this.queue.len(), delayed: this.queue.delayedLen(), processing: this.queue.processingLen() }),
       o.version,
+      { maxConcurrentReconciles: o.concurrency },
     );
+    this.metrics.instrumentQueue(this.queue);
     o.onMetrics?.(this.metrics);
     this.tokens = new Informer<NexarToken>({
       client: o.kube,
@@ -131,23 +136,62 @@ export class Manager {
     return this.tokens.hasSynced() && this.secrets.hasSynced();
   }
 
-  /** Starts the HTTP endpoints, the informers and, once they have synced, the workers. */
+  /**
+   * Starts the HTTP endpoints, the informers and, once they have synced, the workers (leader
+   * election off). With leader election, call {@link startInformers} at once and
+   * {@link startWorkers} when this replica becomes leader.
+   */
   async start(): Promise<void> {
-    if (this.o.httpAddress) await this.listen(this.o.httpAddress);
+    await this.startInformers();
+    this.startWorkers();
+  }
+
+  /**
+   * Starts the HTTP endpoints and the informers and resolves once both caches have synced. A
+   * standby replica stops here: warm caches, `/readyz` ready, no workers, no writes. Keys queued
+   * meanwhile (every NexarToken, from the initial list) wait for {@link startWorkers}.
+   */
+  async startInformers(): Promise<void> {
+    if (this.o.httpAddress && !this.server) await this.listen(this.o.httpAddress);
     this.tokens.start();
     this.secrets.start();
     await this.tokens.waitForSync();
     await this.secrets.waitForSync();
+    this.cachesSynced = true;
+  }
+
+  /**
+   * Starts the workers (on the leader, or at once with leader election off). Idempotent; a no-op
+   * after {@link drain} began. Call it only after {@link startInformers} resolved.
+   */
+  startWorkers(): void {
+    if (this.leading || this.stopping) return;
+    this.leading = true;
+    this.metrics.setLeader(true);
     this.o.logger.info({ nexartokens: this.tokens.size() }, "caches synced; starting workers");
     for (let i = 0; i < this.o.concurrency; i++) this.workers.push(this.worker());
   }
 
-  /** Stops intake, lets in-flight reconciles finish, stops informers and the HTTP server. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /** True once the workers run (this replica leads, or leader election is off). */
+  isLeading(): boolean {
+    return this.leading;
+  }
+
+  /**
+   * Stops intake and waits for in-flight reconciles (and their writes) to finish. The informers
+   * and HTTP endpoints keep running (`/readyz` turns 503). Idempotent.
+   */
+  async drain(): Promise<void> {
     this.stopping = true;
     this.queue.shutDown();
     await Promise.allSettled(this.workers);
+  }
+
+  /** Stops intake, lets in-flight reconciles finish, stops informers and the HTTP server. Idempotent. */
+  async stop(): Promise<void> {
+    await this.drain();
+    if (this.stopped) return;
+    this.stopped = true;
     await this.tokens.stop();
     await this.secrets.stop();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -160,8 +204,10 @@ export class Manager {
       const started = performance.now();
       try {
         const res = await this.reconciler.reconcile(key);
+        this.o.logger.debug({ nexartoken: key, ms: Math.round(performance.now() - started) }, "reconciled");
         this.limiter.forget(key);
-        this.metrics.reconcile("success", (performance.now() - started) / 1000);
+        const result = res.requeueAfterMs !== undefined ? "requeue_after" : "success";
+        this.metrics.reconcile(result, (performance.now() - started) / 1000);
         if (res.requeueAfterMs !== undefined && !this.stopping) this.queue.addAfter(key, res.requeueAfterMs);
       } catch (err) {
         this.metrics.reconcile("error", (performance.now() - started) / 1000);
@@ -170,7 +216,10 @@ export class Manager {
           { nexartoken: key, err: (err as Error).message, retryInMs: delay },
           "reconcile failed; requeued",
         );
-        if (!this.stopping) this.queue.addAfter(key, delay);
+        if (!this.stopping) {
+          this.metrics.retry();
+          this.queue.addAfter(key, delay);
+        }
       } finally {
         this.queue.done(key);
       }
@@ -202,9 +251,15 @@ export class Manager {
         return;
       }
       if (url === "/readyz") {
-        const ok = this.synced() && !this.stopping;
+        // Ready once the caches synced, whether leading or standby (SPEC §5); not while shutting down.
+        const ok = this.cachesSynced && !this.stopping;
+        const body = this.stopping
+          ? "shutting down\n"
+          : !this.cachesSynced
+            ? "caches not synced\n"
+            : `ok (${this.leading ? "leader" : "standby"})\n`;
         res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" });
-        res.end(ok ? "ok\n" : "caches not synced\n");
+        res.end(body);
         return;
       }
       res.writeHead(404);

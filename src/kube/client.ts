@@ -70,13 +70,17 @@ export interface RequestOptions {
 export class KubeClient {
   readonly server: string;
   private readonly kc: KubeConfig;
+  /** Pool for ordinary requests (bounded, kept alive). */
   private readonly agent: Agent;
+  /** Separate pool for long-lived watch streams, so watches can never starve requests such as Lease renewals. */
+  private readonly watchAgent: Agent;
   private readonly timeoutMs: number;
 
-  private constructor(kc: KubeConfig, server: string, agent: Agent, timeoutMs: number) {
+  private constructor(kc: KubeConfig, server: string, agent: Agent, watchAgent: Agent, timeoutMs: number) {
     this.kc = kc;
     this.server = server.replace(/\/$/, "");
     this.agent = agent;
+    this.watchAgent = watchAgent;
     this.timeoutMs = timeoutMs;
   }
 
@@ -90,17 +94,15 @@ export class KubeClient {
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     const opts: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
     await kc.applyToHTTPSOptions(opts as never);
-    const agent = new Agent({
-      connections: 32,
-      keepAliveTimeout: 30_000,
-      connect: {
-        ca: opts.ca as string | Buffer | undefined,
-        cert: opts.cert as string | Buffer | undefined,
-        key: opts.key as string | Buffer | undefined,
-        rejectUnauthorized: cluster.skipTLSVerify ? false : opts.rejectUnauthorized,
-      },
-    });
-    return new KubeClient(kc, cluster.server, agent, timeoutMs);
+    const connect = {
+      ca: opts.ca as string | Buffer | undefined,
+      cert: opts.cert as string | Buffer | undefined,
+      key: opts.key as string | Buffer | undefined,
+      rejectUnauthorized: cluster.skipTLSVerify ? false : opts.rejectUnauthorized,
+    };
+    const agent = new Agent({ connections: 32, keepAliveTimeout: 30_000, connect });
+    const watchAgent = new Agent({ keepAliveTimeout: 30_000, connect });
+    return new KubeClient(kc, cluster.server, agent, watchAgent, timeoutMs);
   }
 
   /** Current request headers from the kubeconfig (bearer tokens may rotate, so this is asked per request). */
@@ -134,7 +136,7 @@ export class KubeClient {
       method,
       headers,
       body,
-      dispatcher: this.agent,
+      dispatcher: stream ? this.watchAgent : this.agent,
       signal: o.signal ?? (stream ? undefined : AbortSignal.timeout(this.timeoutMs)),
       headersTimeout: this.timeoutMs,
       bodyTimeout: stream ? 0 : this.timeoutMs,
@@ -202,7 +204,7 @@ export class KubeClient {
 
   /** Closes pooled connections. */
   async close(): Promise<void> {
-    await this.agent.close();
+    await Promise.all([this.agent.close(), this.watchAgent.close()]);
   }
 }
 

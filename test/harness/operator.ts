@@ -24,6 +24,10 @@ export interface OperatorProcess {
   stop(): Promise<number | string>;
   /** SIGKILL and wait. */
   kill(): Promise<void>;
+  /** Sends `sig` without waiting (e.g. SIGTERM, to observe the shutdown while it happens). */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with the exit code (or signal name) when the process exits. */
+  readonly exited: Promise<number | string>;
 }
 
 /** A free TCP port on 127.0.0.1 (bind to 0, read, close). */
@@ -49,6 +53,14 @@ export async function startOperator(opts: {
   extraArgs?: string[];
   env?: Record<string, string>;
   logLevel?: string;
+  /**
+   * What to wait for before resolving: `workers` (default; the "caches synced; starting workers"
+   * line of a leader or of a run without leader election), `synced` (caches synced, leader or
+   * standby), or `none` (just spawned).
+   */
+  waitFor?: "workers" | "synced" | "none";
+  /** Pass the development flag `--allow-insecure-token-url` (the loopback identity server is http). Default true. */
+  allowInsecureTokenUrl?: boolean;
 }): Promise<OperatorProcess> {
   const port = await freePort();
   const args = [
@@ -56,7 +68,7 @@ export async function startOperator(opts: {
     "run",
     "--kubeconfig",
     opts.kubeconfig,
-    "--allow-insecure-token-url",
+    ...(opts.allowInsecureTokenUrl === false ? [] : ["--allow-insecure-token-url"]),
     "--http-address",
     `127.0.0.1:${port}`,
     "--log-level",
@@ -146,7 +158,14 @@ export async function startOperator(opts: {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;
     },
+    signal(sig) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    },
+    exited,
   };
-  await op.waitForLog((r) => r.msg === "caches synced; starting workers", 60_000);
+  const waitFor = opts.waitFor ?? "workers";
+  if (waitFor === "workers") await op.waitForLog((r) => r.msg === "caches synced; starting workers", 60_000);
+  if (waitFor === "synced")
+    await op.waitForLog((r) => typeof r.msg === "string" && r.msg.startsWith("caches synced"), 60_000);
   return op;
 }
