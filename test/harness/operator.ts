@@ -164,8 +164,13 @@ export async function startOperator(opts: {
     exited,
   };
   const waitFor = opts.waitFor ?? "workers";
-  if (waitFor === "workers") await op.waitForLog((r) => r.msg === "caches synced; starting workers", 60_000);
-  if (waitFor === "synced")
-    await op.waitForLog((r) => typeof r.msg === "string" && r.msg.startsWith("caches synced"), 60_000);
+  try {
+    if (waitFor === "workers") await op.waitForLog((r) => r.msg === "caches synced; starting workers", 60_000);
+    if (waitFor === "synced")
+      await op.waitForLog((r) => typeof r.msg === "string" && r.msg.startsWith("caches synced"), 60_000);
+  } catch (err) {
+    await op.kill(); // never leave an operator behind when its start fails
+    throw err;
+  }
   return op;
 }
