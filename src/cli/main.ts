@@ -1,17 +1,32 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { run, type RunOptions } from "./run.ts";
+import { loginCommand } from "./login.ts";
+import { refreshCommand } from "./refresh.ts";
+import { exitOnUsageError, statusCommand } from "./status.ts";
+import { tokenCommand } from "./token.ts";
 
 /** Version from package.json (read at start; the file ships in the image). */
 export const VERSION: string = (
   JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
 ).version;
 
+/** Parses a boolean flag value (`true`/`false`, `1`/`0`, `yes`/`no`). @throws InvalidArgumentError otherwise. */
+function parseBool(v: string | boolean): boolean {
+  if (typeof v === "boolean") return v;
+  const s = v.trim().toLowerCase();
+  if (["true", "1", "yes", ""].includes(s)) return true;
+  if (["false", "0", "no"].includes(s)) return false;
+  throw new InvalidArgumentError(`expected true or false, got ${JSON.stringify(v)}`);
+}
+
 const program = new Command()
   .name("nexar-token-operator")
   .description("Keeps Nexar API OAuth 2.0 access tokens fresh inside Kubernetes Secrets.")
   .version(VERSION);
+// Exit codes of every verb: 0 ok, 1 failure, 2 usage error (docs/cli.md); inherited by `run`.
+program.exitOverride(exitOnUsageError);
 
 program
   .command("run")
@@ -62,12 +77,46 @@ program
       .default("15s"),
   )
   .addOption(
+    new Option(
+      "--issuance-limits <list>",
+      "per-client token issuance limits, <count>/<duration> items (Nexar's published limits by default); none = off",
+    )
+      .env("NEXAR_OPERATOR_ISSUANCE_LIMITS")
+      .default("2/1s,200/15m,3000/12h,40000/168h"),
+  )
+  .addOption(
     new Option("--ca-file <path>", "extra CA bundle (PEM) trusted for the token endpoint").env(
       "NEXAR_OPERATOR_CA_FILE",
     ),
   )
+  .addOption(
+    new Option(
+      "--leader-elect [bool]",
+      "leader election on a coordination.k8s.io Lease; false runs a single active replica",
+    )
+      .env("NEXAR_OPERATOR_LEADER_ELECT")
+      .default(true)
+      .argParser(parseBool),
+  )
+  .addOption(new Option("--no-leader-elect", "same as --leader-elect=false"))
+  .addOption(
+    new Option(
+      "--leader-election-namespace <ns>",
+      "namespace of the leader-election Lease (default: $POD_NAMESPACE, else the service account's namespace, else default)",
+    ).env("NEXAR_OPERATOR_LEADER_ELECTION_NAMESPACE"),
+  )
+  .addOption(
+    new Option("--leader-election-id <name>", "name of the leader-election Lease")
+      .env("NEXAR_OPERATOR_LEADER_ELECTION_ID")
+      .default("nexar-token-operator"),
+  )
   .action(async (opts: RunOptions) => {
     process.exitCode = await run(opts, VERSION);
   });
+
+program.addCommand(loginCommand());
+program.addCommand(tokenCommand());
+program.addCommand(refreshCommand());
+program.addCommand(statusCommand());
 
 await program.parseAsync(process.argv);
