@@ -43,6 +43,10 @@ install: $(STAMP) ## install npm dependencies (with Node 24)
 assets: ## build (once) and cache kube-apiserver, kube-controller-manager and etcd
 	hack/build-assets.sh
 
+.PHONY: tools
+tools: ## build (once) and cache helm and promtool for the chart and alert checks
+	hack/build-tools.sh
+
 .PHONY: build
 build: $(STAMP) ## compile TypeScript to dist/
 	npx tsc -p tsconfig.build.json
@@ -56,6 +60,14 @@ lint: $(STAMP) ## typecheck, eslint and prettier --check
 	npx tsc -p tsconfig.json --noEmit
 	npx eslint .
 	npx prettier --check .
+	hack/build-tools.sh >/dev/null
+	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator
+	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator --set 'watchNamespaces={a,b}' \
+	  --set serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true
+	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	  node test/alerts/render-rules.ts > "$$tmp/rules.yaml"; cp test/alerts/alerts.test.yaml "$$tmp/"; \
+	  "$$(hack/build-tools.sh promtool)" check rules "$$tmp/rules.yaml"; \
+	  "$$(hack/build-tools.sh promtool)" test rules "$$tmp/alerts.test.yaml"
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## unit tests of the pure logic
@@ -63,10 +75,12 @@ test-unit: $(STAMP) ## unit tests of the pure logic
 
 .PHONY: test-integration
 test-integration: $(STAMP) ## integration tests against a real control plane and identity server
+	hack/build-tools.sh >/dev/null
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; npx vitest run --project integration
 
 .PHONY: test
 test: $(STAMP) ## unit + integration tests
+	hack/build-tools.sh >/dev/null
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
 	  status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
 	  node hack/test-summary.ts .vitest-results.json; exit $$status
@@ -74,6 +88,30 @@ test: $(STAMP) ## unit + integration tests
 .PHONY: demo
 demo: $(STAMP) ## run the main job end to end on an embedded control plane (KEEP_RUNNING=1 to keep it up)
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; node hack/demo.ts
+
+# For users with Docker and kind (not needed by `make test`): build the image, create a kind
+# cluster, load the image, install the chart, apply an example. NEXAR_CLIENT_ID/NEXAR_CLIENT_SECRET,
+# when set, replace the example's placeholder credentials so the token is really issued.
+KIND_CLUSTER ?= nexar-token-operator
+KIND_IMAGE ?= nexar-token-operator:dev
+.PHONY: kind-e2e
+kind-e2e: ## (needs Docker, kind, kubectl) image → kind cluster → helm install → example NexarToken
+	docker build -t $(KIND_IMAGE) .
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name '$(KIND_CLUSTER)' --wait 120s
+	kind load docker-image $(KIND_IMAGE) --name '$(KIND_CLUSTER)'
+	helm="$$(command -v helm || hack/build-tools.sh helm)"; "$$helm" upgrade --install nexar-token-operator \
+	  charts/nexar-token-operator --kube-context 'kind-$(KIND_CLUSTER)' --namespace nexar-system --create-namespace \
+	  --set image.repository='$(firstword $(subst :, ,$(KIND_IMAGE)))',image.tag='$(lastword $(subst :, ,$(KIND_IMAGE)))',image.pullPolicy=Never \
+	  --wait --timeout 180s
+	kubectl --context 'kind-$(KIND_CLUSTER)' create namespace parts --dry-run=client -o yaml | kubectl --context 'kind-$(KIND_CLUSTER)' apply -f -
+	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts apply -f examples/nexartoken-supply.yaml
+	if [[ -n "$${NEXAR_CLIENT_ID:-}" ]]; then \
+	  kubectl --context 'kind-$(KIND_CLUSTER)' -n parts create secret generic nexar-app --from-literal=clientId="$$NEXAR_CLIENT_ID" \
+	    --from-literal=clientSecret="$$NEXAR_CLIENT_SECRET" --dry-run=client -o yaml | kubectl --context 'kind-$(KIND_CLUSTER)' apply -f -; \
+	fi
+	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts wait nexartoken/supply --for=jsonpath='{.status.observedGeneration}'=1 --timeout=120s
+	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts get nexartokens -o wide
+	@echo "kind cluster '$(KIND_CLUSTER)' is up; delete it with: kind delete cluster --name '$(KIND_CLUSTER)'"
 
 .PHONY: clean
 clean: ## remove build output (the control-plane cache under ~/.cache is kept)
