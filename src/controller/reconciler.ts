@@ -7,12 +7,20 @@ import { isStatus, type KubeClient, type Secret } from "../kube/client.ts";
 import { secretPath, nexarTokenStatusPath } from "../kube/paths.ts";
 import type { IssuedToken, TokenRequest } from "../oauth/types.ts";
 import { TokenEndpointError } from "../oauth/errors.ts";
-import { computeRenewal, evaluateIssuance, parseRetryAfter, retryDelayMs, type FailureKind } from "../renewal/index.ts";
+import {
+  BACKOFF,
+  computeRenewal,
+  evaluateIssuance,
+  parseRetryAfter,
+  retryDelayMs,
+  type FailureKind,
+} from "../renewal/index.ts";
 import { desiredSecret, planSecretWrite, rfc3339, storedToken, type TokenValues } from "../secrets/desired.ts";
 import { checkOwnership } from "../secrets/ownership.ts";
-import { setCondition, statusEqual, statusPatch, type TokenStatus } from "./status.ts";
+import { setCondition, statusEqual, statusPatch, type Condition, type TokenStatus } from "./status.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import { persistRefreshToken } from "./credentials.ts";
+import { refreshTokenLineage } from "./credentials.ts";
+import { REASON_REFRESH_TOKEN_INVALID, RefreshTokenRotation, refreshTokenInvalidMessage } from "./rotation.ts";
 import type { Metrics } from "../observability/metrics.ts";
 
 /** What a reconcile asks of the work queue (controller-runtime's `reconcile.Result`). */
@@ -45,7 +53,35 @@ export interface ReconcilerConfig {
   fallbackLifetimeSeconds?: number;
   /** Re-check interval for conditions that no event announces (e.g. a missing credentials Secret), ms. */
   recheckMs: number;
+  /**
+   * Factor applied to every failure backoff (bases and caps of {@link BACKOFF}; a server's own
+   * `Retry-After` is honoured as sent, only its cap is scaled). Default: {@link backoffScaleFromEnv}
+   * of `process.env`, which is 1 (the production figures) unless the TEST-ONLY variable
+   * {@link BACKOFF_SCALE_ENV} is set.
+   */
+  backoffScale?: number;
 }
+
+/**
+ * TEST-ONLY environment variable: a number in (0, 1] that scales every failure backoff, so the
+ * integration suite can observe minutes of backoff in seconds (e.g. `0.01`: credential 5 min → 3 s,
+ * cap 1 h → 36 s; transient 2 s → 20 ms, cap 5 min → 3 s). Never set it in production.
+ */
+export const BACKOFF_SCALE_ENV = "NEXAR_OPERATOR_BACKOFF_SCALE";
+
+/**
+ * The backoff scale from `env[BACKOFF_SCALE_ENV]`: a finite number in (0, 1], else 1 (unset,
+ * empty or invalid values mean the production figures). Never throws.
+ */
+export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefined>>): number {
+  const raw = env[BACKOFF_SCALE_ENV];
+  if (raw === undefined || raw.trim() === "") return 1;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 0 && n <= 1 ? n : 1;
+}
+
+/** Attempts of one Secret write when the API server answers 409 Conflict (SPEC §3.7). */
+export const SECRET_WRITE_ATTEMPTS = 3;
 
 /** Dependencies of the reconciler: adapters and clock, all injectable. */
 export interface ReconcilerDeps {
@@ -72,6 +108,18 @@ interface FailureMemo {
   fingerprint: string;
   generation: number;
   nextAttemptAtMs: number;
+  /** Consecutive failed fetches (kept here too, as the informer's copy of status may lag). */
+  attempts: number;
+  /**
+   * The refresh annotation value already attempted: a refresh request bypasses the backoff once;
+   * it stays pending (retried, with backoff) until a fetch succeeds.
+   */
+  refreshAttempted?: string;
+  /**
+   * The status written for the failure (in-memory memos only): re-applied while backing off, so a
+   * reconcile that runs before the informer has seen that write does not undo it.
+   */
+  written?: Pick<TokenStatus, "failedAttempts" | "lastFailureTime" | "lastFailureReason"> & { ready: Condition };
 }
 
 /** Condition reasons of a failed fetch, per error class (SPEC §3.4). */
@@ -80,16 +128,19 @@ const KIND_OF_REASON: Record<string, FailureKind> = {
   UnauthorizedClient: "credential",
   InvalidScope: "credential",
   InvalidGrant: "credential",
+  [REASON_REFRESH_TOKEN_INVALID]: "credential",
   AccessDenied: "credential",
   RateLimited: "rateLimited",
 };
 
 /**
  * Fingerprint of what a token is issued for: token URL, grant, client authentication, client id
- * and secret, and the scope set (order-insensitive). Hex SHA-256 with a domain prefix; it is never
- * reversed, only compared (SPEC §3.2: a change of any of these fetches a new token).
+ * and secret, and the scope set (order-insensitive); for the RefreshToken grant also the refresh
+ * token's `lineage` (`refreshTokenLineage`: it changes when a new `login` writes a refresh token,
+ * not when the operator rotates it). Hex SHA-256 with a domain prefix; it is never reversed, only
+ * compared (SPEC §3.2: a change of any of these fetches a new token).
  */
-export function fingerprintOf(req: TokenRequest): string {
+export function fingerprintOf(req: TokenRequest, lineage?: string): string {
   const h = createHash("sha256");
   h.update("nexar-token-operator/v1\0");
   for (const part of [
@@ -103,6 +154,7 @@ export function fingerprintOf(req: TokenRequest): string {
     h.update(part);
     h.update("\0");
   }
+  if (lineage !== undefined) h.update(`lineage\0${lineage}\0`);
   return h.digest("hex");
 }
 
@@ -117,26 +169,60 @@ export function fingerprintOf(req: TokenRequest): string {
  * 5. fetches (or keeps the held token), writes the Secret only if it differs, writes status only
  *    if it differs, and asks to be requeued at the renewal time.
  *
- * A failure never removes a valid token from the Secret (SPEC §3.4).
- * @throws on API errors (e.g. 409 Conflict), which the caller turns into rate-limited requeues.
+ * A failure never removes a valid token from the Secret (SPEC §3.4). A 409 Conflict on a Secret
+ * write is re-read and retried ({@link SECRET_WRITE_ATTEMPTS} attempts in all, no delay loop).
+ * @throws on other API errors (and on a 409 that persists), which the caller turns into
+ *   rate-limited requeues: nothing is dropped from the queue.
  */
 export class Reconciler {
   private readonly d: ReconcilerDeps;
   private readonly held = new Map<string, HeldToken>();
   private readonly failures = new Map<string, FailureMemo>();
+  /** The status this process last wrote per key, with the resourceVersion the API server answered. */
+  private readonly written = new Map<string, { uid: string; resourceVersion: string; status: TokenStatus }>();
   private readonly now: () => number;
   private readonly random: () => number;
+  /** Refresh-token rotation, serialised per credentials Secret (SPEC §6). */
+  private readonly rotation: RefreshTokenRotation;
+  private readonly backoffScale: number;
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
+    this.rotation = new RefreshTokenRotation(deps.kube, deps.logger);
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
+    const scale = deps.config.backoffScale ?? backoffScaleFromEnv(process.env);
+    this.backoffScale = Number.isFinite(scale) && scale > 0 ? scale : 1;
+    if (this.backoffScale !== 1) {
+      deps.logger.warn(
+        { backoffScale: this.backoffScale },
+        `failure backoff scaled by ${BACKOFF_SCALE_ENV} (test-only setting)`,
+      );
+    }
   }
 
   /** Forgets in-memory state of a deleted NexarToken. */
   forget(key: string): void {
     this.held.delete(key);
     this.failures.delete(key);
+    this.written.delete(key);
+  }
+
+  /**
+   * The NexarToken's status as this process knows it: the informer's copy, unless the status this
+   * process wrote last is newer (its resourceVersion is higher). Right after a write the informer
+   * may not have delivered it yet, and a reconcile woken meanwhile (e.g. by the operator's own
+   * Secret write) must not act on the old `observedGeneration` or `lastRefreshRequest` — that
+   * would fetch a second token. resourceVersions are compared as integers (etcd revisions); when
+   * either is not an integer the informer's copy is used.
+   */
+  private currentStatus(key: string, nt: NexarToken): TokenStatus {
+    const cached = nt.status ?? {};
+    const w = this.written.get(key);
+    if (!w || w.uid !== nt.metadata.uid) return cached;
+    const a = asRevision(nt.metadata.resourceVersion);
+    const b = asRevision(w.resourceVersion);
+    return a !== undefined && b !== undefined && b > a ? w.status : cached;
   }
 
   /** Reconciles `namespace/name`. */
@@ -150,12 +236,12 @@ export class Reconciler {
     const name = nt.metadata.name as string;
     const log = this.d.logger.child({ nexartoken: key });
     const generation = nt.metadata.generation ?? 0;
-    const status: TokenStatus = nt.status ?? {};
+    const status: TokenStatus = this.currentStatus(key, nt);
 
     // 1. what the CRD schema cannot express (https unless the dev flag is set, Secret-type keys, …).
     const valid = validateNexarToken(nt, { allowInsecureTokenUrl: this.d.config.allowInsecureTokenUrl });
     if (!valid.ok) {
-      await this.writeStatus(nt, this.failed(status, generation, "InvalidSpec", valid.errors.join("; ")));
+      await this.writeStatus(nt, status, this.failed(status, generation, "InvalidSpec", valid.errors.join("; ")));
       return {};
     }
     const spec: ResolvedSpec = valid.spec;
@@ -165,6 +251,7 @@ export class Reconciler {
     if (!creds) {
       await this.writeStatus(
         nt,
+        status,
         this.failed(
           status,
           generation,
@@ -176,7 +263,7 @@ export class Reconciler {
     }
     const read = readCredentials(creds, spec);
     if ("error" in read) {
-      await this.writeStatus(nt, this.failed(status, generation, "CredentialsInvalid", read.error));
+      await this.writeStatus(nt, status, this.failed(status, generation, "CredentialsInvalid", read.error));
       return { requeueAfterMs: this.d.config.recheckMs };
     }
     const request: TokenRequest = {
@@ -188,15 +275,20 @@ export class Reconciler {
       refreshToken: read.refreshToken,
       scopes: spec.scopes,
     };
-    const fingerprint = fingerprintOf(request);
+    const fingerprint = fingerprintOf(
+      request,
+      spec.grant === "RefreshToken" ? refreshTokenLineage(creds, spec.credentialsSecretRef.refreshTokenKey) : undefined,
+    );
 
     // 3. target Secret and ownership (SPEC §3.6).
     const targetPath = secretPath(ns, spec.target.name);
     const existing = await this.d.kube.getOrUndefined<Secret>(targetPath);
-    const own = checkOwnership(existing, key, spec.target.adopt, (k) => this.d.getNexarToken(k) !== undefined);
+    const uid = nt.metadata.uid as string;
+    const ownerExists = (k: string) => this.d.getNexarToken(k) !== undefined;
+    const own = checkOwnership(existing, key, spec.target.adopt, ownerExists, uid);
     if (!own.ok) {
       this.d.events.warn(nt, "SecretConflict", own.message);
-      await this.writeStatus(nt, this.failed(status, generation, "SecretConflict", own.message));
+      await this.writeStatus(nt, status, this.failed(status, generation, "SecretConflict", own.message));
       return {};
     }
 
@@ -232,34 +324,48 @@ export class Reconciler {
       this.failures.delete(key);
       next = { ...next, failedAttempts: 0, lastFailureReason: undefined, lastFailureTime: undefined };
     } else {
-      const memo = this.failures.get(key) ?? this.memoFromStatus(status, fingerprint, generation);
+      const memo = this.failures.get(key) ?? this.memoFromStatus(nt, status, fingerprint, generation, held, nowMs);
       const changed = memo && (memo.fingerprint !== fingerprint || memo.generation !== generation);
       const requested = refreshRequestedAt !== undefined && refreshRequestedAt !== status.lastRefreshRequest;
-      if (memo && !changed && !requested && nowMs < memo.nextAttemptAtMs) {
+      const newRequest = requested && memo?.refreshAttempted !== refreshRequestedAt;
+      if (memo && !changed && !newRequest && nowMs < memo.nextAttemptAtMs) {
         requeueAtMs = memo.nextAttemptAtMs; // backing off
+        if (memo.written) {
+          const { ready, ...fields } = memo.written;
+          next = { ...next, ...fields, conditions: setCondition(next.conditions, ready, ready.lastTransitionTime) };
+        }
       } else {
         log.info({ reason: decision.reason }, decision.message);
+        // A change of the credentials' data (not of the spec) is worth an Event: it explains a new token.
+        const credentialsChanged =
+          decision.reason === "CredentialsChanged" ||
+          (memo !== undefined && memo.fingerprint !== fingerprint && memo.generation === generation);
+        if (credentialsChanged) {
+          this.d.events.normal(
+            nt,
+            "CredentialsChanged",
+            `Credentials Secret "${spec.credentialsSecretRef.name}" changed (resourceVersion ${creds.metadata.resourceVersion ?? "?"}); fetching a new token`,
+          );
+        }
         const started = this.now();
         try {
-          const token = await this.d.tokens.fetchToken(request, {
+          const ctx = {
             fallbackLifetimeSeconds: spec.fallbackLifetimeSeconds ?? this.d.config.fallbackLifetimeSeconds,
-            persistRefreshToken:
-              spec.grant === "RefreshToken"
-                ? async (rotated) => {
-                    const result = await persistRefreshToken(
-                      this.d.kube,
-                      {
-                        namespace: ns,
-                        name: spec.credentialsSecretRef.name,
-                        key: spec.credentialsSecretRef.refreshTokenKey,
-                      },
-                      { refreshToken: read.refreshToken ?? "", resourceVersion: creds.metadata.resourceVersion },
-                      rotated,
-                    );
-                    log.info({ result }, "rotated refresh token stored in the credentials Secret");
-                  }
-                : undefined,
-          });
+          };
+          // RefreshToken grant: serialised per credentials Secret, with the refresh token the Secret
+          // holds now; a rotated one is stored before the access token is returned (SPEC §6).
+          const token =
+            spec.grant === "RefreshToken"
+              ? await this.rotation.fetch(
+                  {
+                    namespace: ns,
+                    name: spec.credentialsSecretRef.name,
+                    key: spec.credentialsSecretRef.refreshTokenKey,
+                  },
+                  request,
+                  (req, persistRefreshToken) => this.d.tokens.fetchToken(req, { ...ctx, persistRefreshToken }),
+                )
+              : await this.d.tokens.fetchToken(request, ctx);
           this.failures.delete(key);
           held = { ...toValues(token), fingerprint, renewAtMs: this.renewal(toValues(token), spec) };
           this.held.set(key, held);
@@ -283,20 +389,46 @@ export class Reconciler {
           );
         } catch (err) {
           if (!(err instanceof TokenEndpointError)) throw err;
-          const attempts = (status.failedAttempts ?? 0) + 1;
+          // A refresh token the server will not take needs a new login (SPEC §6).
+          const invalidRefresh = spec.grant === "RefreshToken" && err.reason === "InvalidGrant";
+          const reason: string = invalidRefresh ? REASON_REFRESH_TOKEN_INVALID : err.reason;
+          const message = invalidRefresh
+            ? refreshTokenInvalidMessage(ns, spec.credentialsSecretRef.name, err.message)
+            : err.message;
+          // Same fingerprint and generation: the failures are consecutive; otherwise count from 1.
+          const previous = memo && !changed ? Math.max(memo.attempts, status.failedAttempts ?? 0) : 0;
+          const attempts = previous + 1;
           const kind = err.kind;
-          const retryAfterMs = parseRetryAfter(err.retryAfterHeader, nowMs);
-          const delay = retryDelayMs({ kind, failedAttempts: attempts, retryAfterMs, random: this.random });
-          this.failures.set(key, { fingerprint, generation, nextAttemptAtMs: nowMs + delay });
-          requeueAtMs = nowMs + delay;
-          this.d.metrics.refresh(ns, "failure", err.reason);
-          log.warn({ reason: err.reason, kind, attempts, retryInMs: delay }, `token request failed: ${err.message}`);
-          this.d.events.warn(nt, "TokenRequestFailed", `${err.reason}: ${err.message}`);
+          const failedAtMs = this.now();
+          const retryAfterMs = parseRetryAfter(err.retryAfterHeader, failedAtMs);
+          const delay = this.retryDelay(kind, attempts, retryAfterMs, held, fingerprint, failedAtMs, this.random);
+          this.failures.set(key, {
+            fingerprint,
+            generation,
+            nextAttemptAtMs: failedAtMs + delay,
+            attempts,
+            refreshAttempted: refreshRequestedAt,
+          });
+          requeueAtMs = failedAtMs + delay;
+          const memoNow = this.failures.get(key) as FailureMemo;
+          this.d.metrics.refresh(ns, "failure", reason);
+          log.warn(
+            {
+              reason,
+              kind,
+              attempts,
+              retryInMs: delay,
+              nextAttemptAt: new Date(failedAtMs + delay).toISOString(),
+              ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+            },
+            `token request failed: ${message}`,
+          );
+          this.d.events.warn(nt, "TokenRequestFailed", `${reason}: ${message}`);
           next = {
             ...next,
             failedAttempts: attempts,
-            lastFailureTime: rfc3339(nowMs),
-            lastFailureReason: err.reason,
+            lastFailureTime: rfc3339(failedAtMs),
+            lastFailureReason: reason,
           };
           const valid = held && held.expiresAtMs > nowMs && held.fingerprint === fingerprint;
           if (kind === "credential" || !valid) {
@@ -305,8 +437,8 @@ export class Reconciler {
               {
                 type: "Ready",
                 status: "False",
-                reason: err.reason,
-                message: err.message,
+                reason,
+                message,
                 observedGeneration: generation,
               },
               rfc3339(nowMs),
@@ -318,11 +450,20 @@ export class Reconciler {
                 type: "Ready",
                 status: "True",
                 reason: "RenewalFailing",
-                message: `token valid until ${rfc3339(held!.expiresAtMs)}; renewal failed (${err.reason}), retrying`,
+                message: `token valid until ${rfc3339(held!.expiresAtMs)}; renewal failed (${reason}), retrying`,
                 observedGeneration: generation,
               },
               rfc3339(nowMs),
             );
+          }
+          const readyNow = next.conditions?.find((c) => c.type === "Ready");
+          if (readyNow) {
+            memoNow.written = {
+              failedAttempts: next.failedAttempts,
+              lastFailureTime: next.lastFailureTime,
+              lastFailureReason: next.lastFailureReason,
+              ready: readyNow,
+            };
           }
         }
       }
@@ -337,9 +478,8 @@ export class Reconciler {
         held,
         held.fingerprint,
       );
-      const plan = planSecretWrite(existing, desired, spec.target.creationPolicy);
-      await this.applySecretPlan(plan, targetPath);
-      if (plan.action !== "none") log.info({ secret: spec.target.name, action: plan.action }, "target Secret written");
+      const action = await this.writeSecret(targetPath, existing, desired, spec.target, key, uid, ownerExists, log);
+      if (action !== "none") log.info({ secret: spec.target.name, action }, "target Secret written");
       next.expiresAt = rfc3339(held.expiresAtMs);
       next.renewalTime = rfc3339(held.renewAtMs);
       next.grantedScopes = [...held.scopes];
@@ -380,7 +520,7 @@ export class Reconciler {
         rfc3339(nowAfter),
       );
     }
-    await this.writeStatus(nt, next);
+    await this.writeStatus(nt, status, next);
     return requeueAtMs === undefined || !Number.isFinite(requeueAtMs)
       ? {}
       : { requeueAfterMs: Math.max(0, requeueAtMs - this.now()) };
@@ -397,12 +537,70 @@ export class Reconciler {
     }).renewAtMs;
   }
 
-  /** After a restart the in-memory backoff is gone; rebuild it from status (SPEC §3.4: backoff survives restarts). */
-  private memoFromStatus(status: TokenStatus, fingerprint: string, generation: number): FailureMemo | undefined {
+  /**
+   * Delay in ms before the next attempt after `attempts` consecutive failures of class `kind`
+   * (SPEC §3.4), with the {@link ReconcilerConfig.backoffScale} applied:
+   * - credential and transient: {@link retryDelayMs} × scale;
+   * - rate limited with a `Retry-After`: the server's delay (at least 1 s), capped at 15 min × scale;
+   * - while a still-valid token is held, a transient (or rate-limited without `Retry-After`)
+   *   failure is retried no later than half-way to that token's expiry (but not sooner than the
+   *   2 s × scale base), so an outage shorter than the renew-before window never lets the token
+   *   in the Secret lapse; credential failures keep their long backoff (a permanent
+   *   `invalid_client` must not turn into a storm as expiry nears).
+   */
+  private retryDelay(
+    kind: FailureKind,
+    attempts: number,
+    retryAfterMs: number | undefined,
+    held: HeldToken | undefined,
+    fingerprint: string,
+    nowMs: number,
+    random: () => number,
+  ): number {
+    const s = this.backoffScale;
+    let delay: number;
+    if (kind === "rateLimited" && retryAfterMs !== undefined) {
+      delay = Math.min(
+        retryDelayMs({ kind, failedAttempts: attempts, retryAfterMs, random }),
+        BACKOFF.retryAfterMaxMs * s,
+      );
+    } else {
+      delay = retryDelayMs({ kind, failedAttempts: attempts, random }) * s;
+      const valid = held !== undefined && held.fingerprint === fingerprint && held.expiresAtMs > nowMs;
+      if (kind !== "credential" && valid) {
+        delay = Math.min(delay, Math.max((held.expiresAtMs - nowMs) / 2, BACKOFF.transientBaseMs * s));
+      }
+    }
+    return Math.max(0, Math.round(delay));
+  }
+
+  /**
+   * After a restart the in-memory backoff is gone; rebuild it from status (SPEC §3.4: backoff
+   * survives restarts): next attempt = `lastFailureTime` + the nominal (mid-jitter) delay for
+   * `failedAttempts`. The fingerprint is the current one: a credentials change made while no
+   * operator ran is not detected as a change, and waits out the backoff.
+   */
+  private memoFromStatus(
+    nt: NexarToken,
+    status: TokenStatus,
+    fingerprint: string,
+    generation: number,
+    held: HeldToken | undefined,
+    nowMs: number,
+  ): FailureMemo | undefined {
     if (!status.failedAttempts || !status.lastFailureTime || !status.lastFailureReason) return undefined;
+    const failedAtMs = Date.parse(status.lastFailureTime);
+    if (!Number.isFinite(failedAtMs)) return undefined;
     const kind = KIND_OF_REASON[status.lastFailureReason] ?? "transient";
-    const delay = retryDelayMs({ kind, failedAttempts: status.failedAttempts, random: () => 0.5 });
-    return { fingerprint, generation, nextAttemptAtMs: Date.parse(status.lastFailureTime) + delay };
+    const delay = this.retryDelay(kind, status.failedAttempts, undefined, held, fingerprint, nowMs, () => 0.5);
+    return {
+      fingerprint,
+      generation,
+      nextAttemptAtMs: failedAtMs + delay,
+      attempts: status.failedAttempts,
+      // Unknown whether the current refresh request was attempted before the restart: assume so.
+      refreshAttempted: nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT],
+    };
   }
 
   private failed(status: TokenStatus, generation: number, reason: string, message: string): TokenStatus {
@@ -415,6 +613,40 @@ export class Reconciler {
         rfc3339(this.now()),
       ),
     };
+  }
+
+  /**
+   * Brings the target Secret to `desired` with optimistic concurrency (SPEC §3.7): the write
+   * carries the resourceVersion that was read. On 409 Conflict (someone wrote in between) the
+   * Secret is read again, ownership re-checked, the write re-planned and retried, up to
+   * {@link SECRET_WRITE_ATTEMPTS} attempts; no sleep, no loop beyond that (the work queue's
+   * rate limiter takes over). Returns the action finally taken.
+   * @throws KubeApiError on other errors, on a persisting 409, or when a re-read shows the Secret
+   *   now belongs to someone else (the requeued reconcile then reports `SecretConflict`).
+   */
+  private async writeSecret(
+    path: string,
+    existing: Secret | undefined,
+    desired: ReturnType<typeof desiredSecret>,
+    target: ResolvedSpec["target"],
+    key: string,
+    uid: string,
+    ownerExists: (k: string) => boolean,
+    log: Logger,
+  ): Promise<ReturnType<typeof planSecretWrite>["action"]> {
+    let current = existing;
+    for (let attempt = 1; ; attempt++) {
+      const plan = planSecretWrite(current, desired, target.creationPolicy);
+      try {
+        await this.applySecretPlan(plan, path);
+        return plan.action;
+      } catch (err) {
+        if (!isStatus(err, 409) || attempt >= SECRET_WRITE_ATTEMPTS) throw err;
+        log.debug({ secret: target.name, action: plan.action, attempt }, "Secret write conflicted; re-reading");
+        current = await this.d.kube.getOrUndefined<Secret>(path);
+        if (!checkOwnership(current, key, target.adopt, ownerExists, uid).ok) throw err;
+      }
+    }
   }
 
   private async applySecretPlan(plan: ReturnType<typeof planSecretWrite>, path: string): Promise<void> {
@@ -446,23 +678,40 @@ export class Reconciler {
     }
   }
 
-  /** Writes status with a merge patch on the status subresource, only when it changed. */
-  private async writeStatus(nt: NexarToken, next: TokenStatus): Promise<void> {
+  /**
+   * Writes status with a merge patch on the status subresource, only when it differs from `base`
+   * (the status as this process knows it, see {@link currentStatus}), and remembers the result.
+   */
+  private async writeStatus(nt: NexarToken, base: TokenStatus, next: TokenStatus): Promise<void> {
     const clean = Object.fromEntries(Object.entries(next).filter(([, v]) => v !== undefined)) as TokenStatus;
-    if (statusEqual(nt.status, clean)) return;
-    const patch = statusPatch(nt.status, clean);
+    if (statusEqual(base, clean)) return;
+    const patch = statusPatch(base, clean);
+    const ns = nt.metadata.namespace as string;
+    const name = nt.metadata.name as string;
     try {
-      await this.d.kube.request(
-        "PATCH",
-        nexarTokenStatusPath(nt.metadata.namespace as string, nt.metadata.name as string),
-        { body: { status: patch }, contentType: "application/merge-patch+json" },
-      );
+      const res = await this.d.kube.request<NexarToken>("PATCH", nexarTokenStatusPath(ns, name), {
+        body: { status: patch },
+        contentType: "application/merge-patch+json",
+      });
+      const rv = res?.metadata?.resourceVersion;
+      if (rv !== undefined && res.metadata.uid === nt.metadata.uid) {
+        this.written.set(`${ns}/${name}`, {
+          uid: res.metadata.uid as string,
+          resourceVersion: rv,
+          status: res.status ?? {},
+        });
+      }
       this.d.metrics.statusWrite();
     } catch (err) {
       if (isStatus(err, 404)) return; // deleted meanwhile
       throw err;
     }
   }
+}
+
+/** A resourceVersion as an integer (etcd revision), or undefined when it is not one. */
+function asRevision(rv: string | undefined): bigint | undefined {
+  return rv !== undefined && /^\d{1,20}$/.test(rv) ? BigInt(rv) : undefined;
 }
 
 function toValues(t: IssuedToken): TokenValues {

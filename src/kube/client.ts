@@ -189,7 +189,12 @@ export class KubeClient {
     try {
       arm();
       const res = await this.send("GET", path, { ...o, query: { ...o.query, watch: 1 }, signal: ac.signal }, true);
-      const lines = createInterface({ input: res.body as Readable, crlfDelay: Infinity });
+      const body = res.body as Readable;
+      // Errors reach the loop below through the iterator; these listeners only keep a late error
+      // (e.g. the abort in `finally` after a throwing `onEvent`) from becoming an unhandled 'error'.
+      body.on("error", () => {});
+      const lines = createInterface({ input: body, crlfDelay: Infinity });
+      lines.on("error", () => {});
       for await (const line of lines) {
         arm();
         if (!line) continue;

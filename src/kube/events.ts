@@ -11,10 +11,15 @@ export interface EventRecorder {
 /** How long an identical Event (same object, type, reason, note) is suppressed, ms. */
 export const EVENT_DEDUPE_MS = 10 * 60_000;
 
+/** Most (object, type, reason) signatures remembered for de-duplication; the oldest is forgotten first. */
+export const EVENT_DEDUPE_ENTRIES = 50_000;
+
 /**
  * Writes `events.k8s.io/v1` Events, fire-and-forget (an Event failure never fails a reconcile).
- * Identical Events for one object are de-duplicated for {@link EVENT_DEDUPE_MS} so a reconcile
- * loop cannot flood the API server. Notes must never carry secret values; callers pass only
+ * An Event identical to the last one recorded for the same object, type and reason (same note)
+ * within {@link EVENT_DEDUPE_MS} is dropped, so neither a reconcile loop nor a failure that
+ * alternates with other Events (fail, conflict, fail, …) can flood the API server; a changed
+ * note (e.g. a new expiry) is recorded. Notes must never carry secret values; callers pass only
  * reasons and redacted messages.
  */
 export class KubeEventRecorder implements EventRecorder {
@@ -22,6 +27,7 @@ export class KubeEventRecorder implements EventRecorder {
   private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly instance: string;
+  private seq = 0;
 
   /** @param instance reporting instance (pod name), shown as `reportingInstance`. */
   constructor(kube: KubeClient, logger: Logger, instance: string) {
@@ -40,17 +46,18 @@ export class KubeEventRecorder implements EventRecorder {
 
   private emit(obj: KubeObject, type: "Normal" | "Warning", reason: string, note: string): void {
     const ns = obj.metadata.namespace ?? "default";
-    const key = `${obj.metadata.uid}`;
-    const sig = `${type}\0${reason}\0${note}`;
+    const key = `${obj.metadata.uid}\0${type}\0${reason}`;
+    const sig = note;
     const now = Date.now();
     const prev = this.last.get(key);
     if (prev && prev.sig === sig && now - prev.at < EVENT_DEDUPE_MS) return;
+    this.last.delete(key); // re-insert: Map order is then least recently recorded first
     this.last.set(key, { sig, at: now });
-    if (this.last.size > 50_000) this.last.delete(this.last.keys().next().value as string);
+    if (this.last.size > EVENT_DEDUPE_ENTRIES) this.last.delete(this.last.keys().next().value as string);
     const body = {
       apiVersion: "events.k8s.io/v1",
       kind: "Event",
-      metadata: { generateName: `${obj.metadata.name}.`, namespace: ns },
+      metadata: { name: eventName(obj.metadata.name ?? "object", now, this.seq++), namespace: ns },
       eventTime: new Date(now).toISOString().replace("Z", "000Z"),
       reportingController: "nexar-operator.io/nexar-token-operator",
       reportingInstance: this.instance,
@@ -71,4 +78,16 @@ export class KubeEventRecorder implements EventRecorder {
       this.logger.debug({ err: (err as Error).message, reason }, "event not recorded");
     });
   }
+}
+
+/**
+ * Name of a new Event: `<object name>.<hex timestamp>`, as client-go's recorder does
+ * (`fmt.Sprintf("%v.%x", ref.Name, t.UnixNano())`; a `generateName` ending in "." is rejected by
+ * the API server). `seq` separates Events of one millisecond. The object name is cut so the
+ * whole stays a valid DNS subdomain (≤ 253 characters).
+ */
+export function eventName(objectName: string, nowMs: number, seq: number): string {
+  const nanos = BigInt(Math.floor(nowMs)) * 1_000_000n + BigInt(seq % 1_000_000);
+  const suffix = `.${nanos.toString(16)}`;
+  return `${objectName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
 }

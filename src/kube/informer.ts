@@ -15,7 +15,12 @@ export interface InformerOptions<T extends KubeObject> {
   path: (namespace: string | undefined) => string;
   /** Namespaces to watch; empty or undefined = cluster-wide. */
   namespaces?: readonly string[];
-  /** Keep objects in memory (`get`, `list`). Off for metadata-only watches that only trigger work. */
+  /**
+   * Keep objects in memory (`get`, `list`). Off for metadata-only watches that only trigger work:
+   * then only each object's key and resourceVersion are kept (tens of bytes per object), so a
+   * relist can still tell which objects vanished while the watch was down (→ `onDelete`) and skip
+   * those that did not change.
+   */
   store: boolean;
   /** Accept headers for list and watch, for metadata-only (PartialObjectMetadata) informers. */
   accept?: { list: string; watch: string };
@@ -42,13 +47,17 @@ const MAX_BACKOFF_MS = 30_000;
  * A supervised list-watch ("reflector" + store in client-go terms), one per watched namespace:
  * it lists (paginated), then watches from the list's resourceVersion with bookmarks; a watch that
  * ends is resumed from the last resourceVersion seen; `410 Gone` (or an ERROR event with code
- * 410) relists; any other failure restarts after an exponential backoff with jitter (0.8 s → 30 s).
+ * 410) relists, emitting `onDelete` for objects that vanished meanwhile (a relist replaces the
+ * events the watch missed); any other failure restarts after an exponential backoff with jitter
+ * (0.8 s → 30 s).
  * A watchdog aborts a stream that stays silent past its timeout. It never gives up until
  * {@link Informer.stop}.
  */
 export class Informer<T extends KubeObject> {
   private readonly o: InformerOptions<T>;
   private readonly items = new Map<string, T>();
+  /** Store-less mode: key → resourceVersion of every object seen (no object bodies). */
+  private readonly versions = new Map<string, string>();
   private readonly synced = new Set<string>();
   private readonly abort = new AbortController();
   private readonly loops: Promise<void>[] = [];
@@ -153,6 +162,14 @@ export class Informer<T extends KubeObject> {
           this.o.handlers.onDelete?.(old);
         }
       }
+    } else {
+      for (const key of [...this.versions.keys()]) {
+        const [namespace = "", name = ""] = splitKey(key);
+        if (!seen.has(key) && (ns === undefined || namespace === ns)) {
+          this.versions.delete(key);
+          this.o.handlers.onDelete?.({ metadata: { namespace, name } } as T);
+        }
+      }
     }
     return rv;
   }
@@ -160,7 +177,11 @@ export class Informer<T extends KubeObject> {
   private upsert(obj: T): void {
     const key = keyOf(obj);
     if (!this.o.store) {
-      this.o.handlers.onUpdate?.(obj, undefined);
+      const rv = obj.metadata.resourceVersion ?? "";
+      const before = this.versions.get(key);
+      this.versions.set(key, rv);
+      if (before === undefined) this.o.handlers.onAdd?.(obj);
+      else if (before !== rv) this.o.handlers.onUpdate?.(obj, undefined);
       return;
     }
     const old = this.items.get(key);
@@ -169,41 +190,72 @@ export class Informer<T extends KubeObject> {
     else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.o.handlers.onUpdate?.(obj, old);
   }
 
+  /**
+   * One watch from `rv`; resolves with the last resourceVersion seen when the server ends the
+   * stream. The event callback never throws (an exception escaping it would leave the aborted
+   * response stream with no error listener): an ERROR event is recorded, the stream is stopped
+   * through its own AbortSignal, and the error (`GoneError` for code 410) is thrown from here; a
+   * handler that throws is logged and the watch goes on.
+   */
   private async watchOnce(ns: string | undefined, rv: string): Promise<string> {
     const timeout = this.o.watchTimeoutSeconds ?? Math.floor(300 + Math.random() * 300);
     let last = rv;
-    await this.o.client.watch<T>(
-      this.o.path(ns),
-      {
-        query: {
-          resourceVersion: rv,
-          allowWatchBookmarks: true,
-          timeoutSeconds: timeout,
-          labelSelector: this.o.labelSelector,
+    const stop = new AbortController();
+    let failure: Error | undefined;
+    try {
+      await this.o.client.watch<T>(
+        this.o.path(ns),
+        {
+          query: {
+            resourceVersion: rv,
+            allowWatchBookmarks: true,
+            timeoutSeconds: timeout,
+            labelSelector: this.o.labelSelector,
+          },
+          accept: this.o.accept?.watch,
+          signal: AbortSignal.any([this.abort.signal, stop.signal]),
+          idleTimeoutMs: (timeout + 60) * 1000,
         },
-        accept: this.o.accept?.watch,
-        signal: this.abort.signal,
-        idleTimeoutMs: (timeout + 60) * 1000,
-      },
-      (ev: WatchEvent<T>) => {
-        if (ev.type === "ERROR") {
-          const status = ev.object as unknown as { code?: number; message?: string };
-          if (status.code === 410) throw new GoneError();
-          throw new Error(`watch error event: ${status.code ?? "?"} ${status.message ?? ""}`);
-        }
-        last = ev.object.metadata.resourceVersion ?? last;
-        if (ev.type === "BOOKMARK") return;
-        if (ev.type === "DELETED") {
-          const key = keyOf(ev.object);
-          if (this.o.store) this.items.delete(key);
-          this.o.handlers.onDelete?.(ev.object);
-          return;
-        }
-        this.upsert(ev.object);
-      },
-    );
+        (ev: WatchEvent<T>) => {
+          if (failure) return;
+          if (ev.type === "ERROR") {
+            const status = ev.object as unknown as { code?: number; message?: string };
+            failure =
+              status.code === 410
+                ? new GoneError()
+                : new Error(`watch error event: ${status.code ?? "?"} ${status.message ?? ""}`);
+            stop.abort(failure);
+            return;
+          }
+          last = ev.object.metadata.resourceVersion ?? last;
+          if (ev.type === "BOOKMARK") return;
+          try {
+            if (ev.type === "DELETED") {
+              const key = keyOf(ev.object);
+              if (this.o.store) this.items.delete(key);
+              else this.versions.delete(key);
+              this.o.handlers.onDelete?.(ev.object);
+              return;
+            }
+            this.upsert(ev.object);
+          } catch (err) {
+            this.o.logger.error({ err: describe(err), key: keyOf(ev.object) }, "informer event handler failed");
+          }
+        },
+      );
+    } catch (err) {
+      if (failure) throw failure;
+      throw err;
+    }
+    if (failure) throw failure;
     return last;
   }
+}
+
+/** `namespace/name` → [namespace, name] (names never contain "/"). */
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf("/");
+  return [key.slice(0, i), key.slice(i + 1)];
 }
 
 class GoneError extends Error {

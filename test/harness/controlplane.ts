@@ -52,7 +52,31 @@ export interface ControlPlaneOptions {
   logDir?: string;
   /** How long to wait for every component to become ready, in milliseconds. Default 180000. */
   startTimeoutMs?: number;
+  /** Extra kube-apiserver flags appended to the harness's own (e.g. `--watch-cache-sizes=secrets#0`). */
+  apiserverArgs?: string[];
+  /**
+   * Enable the apiserver's audit log (JSON lines at `ControlPlane.auditLogPath`, written
+   * synchronously: `--audit-log-mode=blocking`). `true` uses {@link DEFAULT_AUDIT_POLICY} (every
+   * request on Secrets at level Metadata, nothing else); a string is a full audit Policy YAML.
+   */
+  audit?: boolean | string;
 }
+
+/**
+ * Audit policy used by `audit: true`: every Secret request (get, list, watch, create, update,
+ * patch, delete) at level Metadata — who, verb, namespace, name, response code; never the data —
+ * logged once, at ResponseComplete (watches also at ResponseStarted). Nothing else is logged.
+ */
+export const DEFAULT_AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["secrets"]
+  - level: None
+`;
 
 /** One child process of the control plane, for tests that check nothing survives `stop()`. */
 export interface ControlPlaneProcess {
@@ -68,6 +92,10 @@ export interface ControlPlaneProcess {
 export interface ControlPlane {
   /** The apiserver URL, `https://127.0.0.1:<port>`. */
   server: string;
+  /** etcd's client URL, `http://127.0.0.1:<port>` (its v3 JSON gateway answers `/v3/kv/…`, e.g. compaction). */
+  etcdUrl: string;
+  /** Path of the apiserver audit log (JSON lines) when `audit` was set, else undefined. */
+  auditLogPath?: string;
   /** Admin kubeconfig (user `nexar-harness-admin`, group `system:masters`), written in `dir`. */
   kubeconfigPath: string;
   /** Temporary directory holding certificates, etcd data, kubeconfigs and (by default) logs. */
@@ -596,6 +624,21 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
     // No need to wait for etcd's /health: the apiserver retries its storage connection, and
     // an etcd that dies is caught below because every wait watches the etcd process too.
+    const auditArgs: string[] = [];
+    let auditLogPath: string | undefined;
+    if (opts.audit) {
+      const policyPath = join(dir, "audit-policy.yaml");
+      await writeFile(policyPath, typeof opts.audit === "string" ? opts.audit : DEFAULT_AUDIT_POLICY);
+      auditLogPath = join(logDir, "audit.log");
+      auditArgs.push(
+        `--audit-policy-file=${policyPath}`,
+        `--audit-log-path=${auditLogPath}`,
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+        "--audit-log-maxbackup=1",
+        "--audit-log-maxsize=500",
+      );
+    }
     const apiserver = track(
       startProcess(
         "kube-apiserver",
@@ -618,6 +661,8 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
           "--profiling=false",
           "--enable-priority-and-fairness=false",
           "--event-ttl=10m",
+          ...auditArgs,
+          ...(opts.apiserverArgs ?? []),
         ],
         join(logDir, "kube-apiserver.log"),
       ),
@@ -711,6 +756,8 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
     return {
       server,
+      etcdUrl,
+      ...(auditLogPath !== undefined ? { auditLogPath } : {}),
       kubeconfigPath,
       dir,
       caCertPem,

@@ -10,6 +10,8 @@ export const DEFAULT_BIG_BODY_BYTES = 5 * 1024 * 1024;
  * `times`: how many of the following token-endpoint POSTs the fault affects; once used up the fault clears itself
  * and requests reach oidc-provider untouched again. Omitted = every request until `setFault(undefined)`.
  * Every token POST while a fault is set uses one of `times`, whatever the provider would have answered.
+ * `clientId`: when set, only token POSTs of that client (form `client_id` or HTTP Basic user) are faulted and
+ * counted; other clients' requests pass untouched (so a test's fault cannot hit another test's renewals).
  *
  * Kinds answered by the front server without reaching oidc-provider (no token is minted):
  * - `status`: answer `status` with `body` (string as is; object → JSON; default empty) and `contentType`
@@ -48,7 +50,7 @@ export type Fault = (
   | { kind: "omitExpiresIn" }
   | { kind: "overrideExpiresIn"; expiresIn: unknown }
   | { kind: "skewDate"; skewSeconds: number }
-) & { times?: number };
+) & { times?: number; clientId?: string };
 
 /** A complete HTTP response produced by a fault instead of oidc-provider. `body` is raw bytes. */
 export interface SyntheticResponse {
@@ -81,10 +83,14 @@ export class FaultSchedule {
     return this.#fault;
   }
 
-  /** Returns the fault for the next request and uses one of its `times`; `undefined` when none is active. */
-  take(): Fault | undefined {
+  /**
+   * Returns the fault for the next request (of client `clientId`, when known) and uses one of its `times`;
+   * `undefined` when none is active or the fault is limited to another client.
+   */
+  take(clientId?: string): Fault | undefined {
     const fault = this.#fault;
     if (fault === undefined) return undefined;
+    if (fault.clientId !== undefined && fault.clientId !== clientId) return undefined;
     if (this.#remaining !== undefined) {
       this.#remaining -= 1;
       if (this.#remaining <= 0) {

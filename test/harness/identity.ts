@@ -10,7 +10,7 @@
 // re-parsing needed.
 
 import * as http from "node:http";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Provider, errors } from "oidc-provider";
@@ -79,6 +79,17 @@ export interface TokenRequestRecord {
   authMethod: "client_secret_basic" | "client_secret_post" | "none";
   status: number;
   faulted: boolean;
+  /** Hex SHA-256 of the `refresh_token` form field presented (refresh_token grant), to detect reuse without keeping tokens. */
+  refreshTokenSha256?: string;
+  /** Hex SHA-256 of the `refresh_token` in a successful response (the rotated token), when there was one. */
+  issuedRefreshTokenSha256?: string;
+  /** Hex SHA-256 of the `access_token` in a successful response. */
+  accessTokenSha256?: string;
+}
+
+/** Hex SHA-256 of a token, as recorded in `TokenRequestRecord` (tests hash their own tokens the same way). */
+export function tokenSha256(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("hex");
 }
 
 /** Options for `startIdentityServer`. */
@@ -371,6 +382,9 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     }
     if (ctx.status === 200 && isRecord(body) && typeof body["access_token"] === "string") {
       issued += 1;
+      state.record.accessTokenSha256 = tokenSha256(body["access_token"]);
+      if (typeof body["refresh_token"] === "string")
+        state.record.issuedRefreshTokenSha256 = tokenSha256(body["refresh_token"]);
       rewriteTokenBody(state.fault, body);
     }
     state.record.status = ctx.status;
@@ -432,12 +446,14 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     const form = new URLSearchParams(isForm ? body.toString("utf8") : "");
     const grantType = form.get("grant_type");
     if (grantType !== null) record.grantType = grantType;
+    const presented = form.get("refresh_token");
+    if (presented !== null) record.refreshTokenSha256 = tokenSha256(presented);
     const clientId = clientIdOf(req.headers.authorization, form);
     if (clientId !== undefined) record.clientId = clientId;
     if (req.headers.authorization?.toLowerCase().startsWith("basic ")) record.authMethod = "client_secret_basic";
     else if (form.has("client_secret")) record.authMethod = "client_secret_post";
 
-    const fault = faults.take();
+    const fault = faults.take(clientId);
     record.faulted = fault !== undefined;
 
     if (fault?.kind === "reset") {

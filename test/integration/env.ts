@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi, EventsV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
-import { startControlPlane, type ControlPlane } from "../harness/controlplane.ts";
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../harness/controlplane.ts";
 import { startIdentityServer, type IdentityServer, type IdentityClient } from "../harness/identity.ts";
 import { apiErrorCode, applyCrd, createNamespace, loadKubeConfig, waitFor } from "../harness/kube.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
@@ -26,6 +26,18 @@ export interface Env {
   core: CoreV1Api;
   custom: CustomObjectsApi;
   secrets: Set<string>;
+  /** Every operator process started so far (the current one is `op`); all are scanned for secrets. */
+  operators: OperatorProcess[];
+  /**
+   * Stops the current operator (SIGTERM) and starts a new one; `op` then points at it. Options
+   * default to those the env was started with.
+   */
+  restartOperator(o?: {
+    env?: Record<string, string>;
+    extraArgs?: string[];
+    kubeconfig?: string;
+    allowInsecureTokenUrl?: boolean;
+  }): Promise<OperatorProcess>;
   /** Registers a client at the identity server and remembers its secret for the scan. */
   client(c: Omit<IdentityClient, "authMethod"> & { authMethod?: IdentityClient["authMethod"] }): IdentityClient;
   namespace(name: string): Promise<string>;
@@ -57,12 +69,25 @@ export function decode(b64: string | undefined): string | undefined {
   return b64 === undefined ? undefined : Buffer.from(b64, "base64").toString("utf8");
 }
 
+/** Options of {@link startEnv}. */
+export interface EnvOptions {
+  lifetimeSeconds?: number;
+  operatorArgs?: string[];
+  /** Extra environment of the operator process (e.g. the test-only NEXAR_OPERATOR_BACKOFF_SCALE). */
+  operatorEnv?: Record<string, string>;
+  /** Control-plane options (audit log, extra apiserver flags); kube-controller-manager is always on. */
+  controlPlane?: Omit<ControlPlaneOptions, "controllerManager">;
+  /** Kubeconfig the operator uses (e.g. another identity, or a proxy in front of the apiserver); default admin. */
+  operatorKubeconfig?: (cp: ControlPlane) => Promise<string>;
+}
+
 /** Starts control plane (with kube-controller-manager), identity server, CRD and operator. */
-export async function startEnv(opts: { lifetimeSeconds?: number; operatorArgs?: string[] } = {}): Promise<Env> {
-  const cp = await startControlPlane({ controllerManager: true });
+export async function startEnv(opts: EnvOptions = {}): Promise<Env> {
+  const cp = await startControlPlane({ ...opts.controlPlane, controllerManager: true });
   const idp = await startIdentityServer({ accessTokenLifetimeSeconds: opts.lifetimeSeconds ?? 3600 });
   await applyCrd(cp.kubeconfigPath, CRD_PATH);
-  const op = await startOperator({ kubeconfig: cp.kubeconfigPath, extraArgs: opts.operatorArgs });
+  const opKubeconfig = opts.operatorKubeconfig ? await opts.operatorKubeconfig(cp) : cp.kubeconfigPath;
+  const op = await startOperator({ kubeconfig: opKubeconfig, extraArgs: opts.operatorArgs, env: opts.operatorEnv });
   const kc = loadKubeConfig(cp.kubeconfigPath);
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -76,6 +101,18 @@ export async function startEnv(opts: { lifetimeSeconds?: number; operatorArgs?: 
     core,
     custom,
     secrets,
+    operators: [op],
+    async restartOperator(o = {}) {
+      await env.op.stop();
+      env.op = await startOperator({
+        kubeconfig: o.kubeconfig ?? opKubeconfig,
+        extraArgs: o.extraArgs ?? opts.operatorArgs,
+        env: o.env ?? opts.operatorEnv,
+        allowInsecureTokenUrl: o.allowInsecureTokenUrl,
+      });
+      env.operators.push(env.op);
+      return env.op;
+    },
     client(c) {
       const full: IdentityClient = { authMethod: "client_secret_post", ...c };
       secrets.add(full.clientSecret);
@@ -137,8 +174,11 @@ export async function startEnv(opts: { lifetimeSeconds?: number; operatorArgs?: 
       return decode((await env.readSecret(ns, name))?.data?.access_token);
     },
     async scanForSecrets() {
-      const haystacks: [string, string][] = [["operator logs", op.lines.join("\n")]];
-      haystacks.push(["metrics", await op.metrics()]);
+      const haystacks: [string, string][] = env.operators.map((o, i) => [
+        `operator logs #${i + 1}`,
+        o.lines.join("\n"),
+      ]);
+      haystacks.push(["metrics", await env.op.metrics()]);
       const events = await kc.makeApiClient(EventsV1Api).listEventForAllNamespaces({});
       haystacks.push(["events", JSON.stringify(events.items)]);
       const nts = (await custom.listClusterCustomObject({ ...G })) as { items: NexarToken[] };
@@ -151,7 +191,7 @@ export async function startEnv(opts: { lifetimeSeconds?: number; operatorArgs?: 
       }
     },
     async stop() {
-      await op.stop();
+      await env.op.stop();
       await idp.stop();
       await cp.stop();
     },
