@@ -109,6 +109,9 @@ export const DURATION_PATTERN = "^([0-9]+(\\.[0-9]+)?(h|m|s))+$";
 export const TOKEN_URL_PATTERN =
   "^https?://[-._~a-zA-Z0-9%!$&'()*+,;=:\\[\\]]+([/?][-._~a-zA-Z0-9%!$&'()*+,;=:@/?]*)?$";
 
+/** A plain-http URL whose host is a loopback address (development token servers only; SPEC §3.9). */
+export const LOOPBACK_HTTP_PATTERN = "^http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|\\[::1\\])(:[0-9]+)?([/?].*)?$";
+
 const matches = (pattern: string): ((s: string) => boolean) => {
   const re = new RegExp(pattern);
   return (s) => re.test(s);
@@ -117,6 +120,7 @@ const isDnsSubdomain = matches(DNS_SUBDOMAIN_PATTERN);
 const isScopeToken = matches(SCOPE_TOKEN_PATTERN);
 const isDurationSyntax = matches(DURATION_PATTERN);
 const isTokenUrl = matches(TOKEN_URL_PATTERN);
+const isLoopbackHttp = matches(LOOPBACK_HTTP_PATTERN);
 const secretKeyChars = matches(SECRET_KEY_PATTERN);
 
 /** True when `k` is a valid Secret data key (Kubernetes `IsConfigMapKey`). */
@@ -369,16 +373,24 @@ export const NexarTokenSpecSchema = Type.Object(
     ),
     tokenUrl: Defaulted(
       Type.String({
-        description: `OAuth 2.0 token endpoint. Defaults to Nexar's, ${DEFAULT_TOKEN_URL}. Must be an absolute http:// or https:// URL without user-info or fragment (at most 2048 characters); the operator refuses plain http:// unless it runs with its development flag --allow-insecure-token-url.`,
+        description: `OAuth 2.0 token endpoint. Defaults to Nexar's, ${DEFAULT_TOKEN_URL}. Must be an absolute https:// URL without user-info or fragment (at most 2048 characters). Plain http:// is accepted only for a loopback host, and the operator refuses even that unless it runs with its development flag --allow-insecure-token-url.`,
         default: DEFAULT_TOKEN_URL,
         minLength: 1,
         maxLength: 2048,
-        ...cel<string>({
-          rule: `self.matches(${celString(TOKEN_URL_PATTERN)})`,
-          message:
-            "tokenUrl must be an absolute https:// (or, for development, http://) URL without user-info (user:password@) or fragment (#...)",
-          holds: isTokenUrl,
-        }),
+        ...cel<string>(
+          {
+            rule: `self.matches(${celString(TOKEN_URL_PATTERN)})`,
+            message:
+              "tokenUrl must be an absolute https:// (or, for development, http://) URL without user-info (user:password@) or fragment (#...)",
+            holds: isTokenUrl,
+          },
+          {
+            rule: `!self.startsWith('http://') || self.matches(${celString(LOOPBACK_HTTP_PATTERN)})`,
+            message:
+              "tokenUrl must use https://; plain http:// is accepted only for a loopback host (localhost, 127.x.x.x, [::1]) in development",
+            holds: (s) => !s.startsWith("http://") || isLoopbackHttp(s),
+          },
+        ),
       }),
     ),
     clientAuthentication: Defaulted(

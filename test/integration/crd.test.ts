@@ -327,6 +327,102 @@ describe("NexarToken CRD on a real API server", () => {
       ).toBe(true);
   });
 
+  // More malformed objects (issue: at least 30 rejected with a clear message). Each must be
+  // refused by the API server (schema or CEL) and by the operator's own validation.
+  const long = (n: number) => "a".repeat(n);
+  it.each<[string, Obj, RegExp]>([
+    [
+      "a plain-http, non-loopback tokenUrl",
+      minimalSpec({ tokenUrl: "http://identity.nexar.com/connect/token" }),
+      /spec\.tokenUrl: .*must use https:\/\//,
+    ],
+    [
+      "a tokenUrl with a fragment",
+      minimalSpec({ tokenUrl: "https://identity.nexar.com/connect/token#x" }),
+      /spec\.tokenUrl: .*fragment/,
+    ],
+    ["an empty tokenUrl", minimalSpec({ tokenUrl: "" }), /spec\.tokenUrl: Invalid value: "": .*at least 1 chars/],
+    ["a relative tokenUrl", minimalSpec({ tokenUrl: "/connect/token" }), /spec\.tokenUrl: .*absolute https:\/\//],
+    [
+      "a negative percentage",
+      minimalSpec({ renewBeforePercentage: -5 }),
+      /spec\.renewBeforePercentage: .*greater than or equal to 1/,
+    ],
+    [
+      "a zero percentage",
+      minimalSpec({ renewBeforePercentage: 0 }),
+      /spec\.renewBeforePercentage: .*greater than or equal to 1/,
+    ],
+    [
+      "a fractional percentage",
+      minimalSpec({ renewBeforePercentage: 33.5 }),
+      /spec\.renewBeforePercentage: Invalid value: "number"/,
+    ],
+    [
+      "an unknown clientAuthentication",
+      minimalSpec({ clientAuthentication: "PrivateKeyJwt" }),
+      /spec\.clientAuthentication: Unsupported value: "PrivateKeyJwt"/,
+    ],
+    ["a negative renewBefore", minimalSpec({ renewBefore: "-1h" }), /spec\.renewBefore: .*must be a duration/],
+    ["a zero renewBefore", minimalSpec({ renewBefore: "0s" }), /spec\.renewBefore: .*at least 1s/],
+    ["a renewBefore without unit", minimalSpec({ renewBefore: "3600" }), /spec\.renewBefore: .*must be a duration/],
+    ["no credentialsSecretRef", { scopes: ["supply.domain"] }, /spec\.credentialsSecretRef: Required value/],
+    [
+      "an empty credentials Secret name",
+      minimalSpec({ credentialsSecretRef: { name: "" } }),
+      /spec\.credentialsSecretRef\.name: Invalid value: ""/,
+    ],
+    [
+      "an over-long credentials Secret name",
+      minimalSpec({ credentialsSecretRef: { name: long(254) } }),
+      /spec\.credentialsSecretRef\.name: Too long: may not be (longer than|more than) 253/,
+    ],
+    [
+      "an over-long target name",
+      minimalSpec({ target: { name: long(254) } }),
+      /spec\.target\.name: Too long: may not be (longer than|more than) 253/,
+    ],
+    [
+      "an over-long scope",
+      minimalSpec({ scopes: [long(129)] }),
+      /spec\.scopes\[0\]: Too long: may not be (longer than|more than) 128/,
+    ],
+    ["an empty scope", minimalSpec({ scopes: [""] }), /spec\.scopes\[0\]: Invalid value: "": .*at least 1 chars/],
+    [
+      "a duplicated scope",
+      minimalSpec({ scopes: ["supply.domain", "supply.domain"] }),
+      /spec\.scopes\[1\]: Duplicate value: "supply\.domain"/,
+    ],
+    [
+      "scopes as a string",
+      minimalSpec({ scopes: "supply.domain" }),
+      /spec\.scopes: Invalid value: "string": spec\.scopes in body must be of type array/,
+    ],
+    [
+      "adopt as a string",
+      minimalSpec({ target: { adopt: "yes" } }),
+      /spec\.target\.adopt: Invalid value: "string": spec\.target\.adopt in body must be of type boolean/,
+    ],
+    [
+      "a template over 4096 characters",
+      minimalSpec({ target: { template: { big: long(4097) } } }),
+      /spec\.target\.template\.big: Too long: may not be (longer than|more than) 4096/,
+    ],
+    [
+      "an unknown grant case",
+      minimalSpec({ grant: "clientcredentials" }),
+      /spec\.grant: Unsupported value: "clientcredentials"/,
+    ],
+  ])("also rejects %s", async (_, spec, serverMessage) => {
+    const v = await create(nexarToken("invalid", spec));
+    expect(v.accepted, "the API server accepted an invalid object").toBe(false);
+    if (v.accepted) return;
+    expect(v.code).toBe(422);
+    expect(v.message).toMatch(serverMessage);
+    const r = validateNexarToken(nexarToken("invalid", spec), { allowInsecureTokenUrl: true });
+    expect(r.ok, "validateNexarToken accepted an object the API server rejects").toBe(false);
+  });
+
   it.each<[string, Obj]>([
     ["every scope-token character", minimalSpec({ scopes: ["!#$%&'()*+,-./:;<=>?@[]^_`{|}~", "A9"] })],
     ["32 scopes", minimalSpec({ scopes: Array.from({ length: 32 }, (_, i) => `s${i}`) })],
