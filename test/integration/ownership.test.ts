@@ -260,7 +260,11 @@ describe("output templates and metadata (SPEC §4)", () => {
     await patchToken(env, ns, "supply", { metadata: { labels: { touched: "yes" } } });
     await sleep(2_000);
     expect(requestsOf(env, ns)).toHaveLength(2);
-    const issuedEvents = await eventsFor(env, ns, "supply", "TokenIssued");
+    // Events are recorded asynchronously (fire-and-forget): wait for the second one to land.
+    const issuedEvents = await waitFor("two TokenIssued Events", async () => {
+      const evs = await eventsFor(env, ns, "supply", "TokenIssued");
+      return evs.length >= 2 ? evs : undefined;
+    });
     expect(issuedEvents.length).toBe(2);
     expect(issuedEvents.every((e) => e.type === "Normal")).toBe(true);
   });
