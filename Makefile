@@ -113,6 +113,10 @@ kind-e2e: ## (needs Docker, kind, kubectl) image → kind cluster → helm insta
 	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts get nexartokens -o wide
 	@echo "kind cluster '$(KIND_CLUSTER)' is up; delete it with: kind delete cluster --name '$(KIND_CLUSTER)'"
 
+.PHONY: bench
+bench: $(STAMP) ## scale benchmark on an embedded control plane (~15 min): table + bench-results.json (BENCH_ARGS=--quick)
+	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; node hack/bench.ts $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove build output (the control-plane cache under ~/.cache is kept)
 	rm -rf dist coverage
