@@ -373,7 +373,8 @@ export class Reconciler {
           this.d.events.normal(
             nt,
             "TokenIssued",
-            `Issued a token for scopes "${held.scopes.join(" ")}", expiring ${rfc3339(held.expiresAtMs)}`,
+            // Millisecond precision: two issuances within one second are two facts, not a repeat to de-duplicate.
+            `Issued a token for scopes "${held.scopes.join(" ")}", expiring ${new Date(held.expiresAtMs).toISOString()}`,
           );
           next = {
             ...next,
