@@ -1,14 +1,21 @@
 import Mustache from "mustache";
 import type { OwnerReference, Secret } from "../kube/client.ts";
+import {
+  ANNOTATION_EXPIRES_AT,
+  ANNOTATION_OWNER,
+  DEFAULT_DATA_KEYS,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+} from "../api/constants.ts";
 
 /** Label on every target Secret (SPEC §4; Kubernetes recommended labels). */
-export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+export const MANAGED_BY_LABEL = LABEL_MANAGED_BY;
 /** Value of {@link MANAGED_BY_LABEL}. */
-export const MANAGED_BY_VALUE = "nexar-token-operator";
+export const MANAGED_BY_VALUE = MANAGED_BY;
 /** Annotation: `<namespace>/<name>` of the NexarToken that manages the Secret (SPEC §4). */
-export const OWNER_ANNOTATION = "nexar-operator.io/owner";
+export const OWNER_ANNOTATION = ANNOTATION_OWNER;
 /** Annotation: token expiry, RFC 3339 UTC (SPEC §4). */
-export const EXPIRES_AT_ANNOTATION = "nexar-operator.io/expires-at";
+export const EXPIRES_AT_ANNOTATION = ANNOTATION_EXPIRES_AT;
 /**
  * Annotation: fingerprint (hex SHA-256) of everything the token was issued for — token URL,
  * grant, client authentication, client id and secret, scopes. A restart compares it with the
@@ -20,7 +27,7 @@ export const FINGERPRINT_ANNOTATION = "nexar-operator.io/credentials-hash";
 export const ISSUED_AT_ANNOTATION = "nexar-operator.io/issued-at";
 
 /** The default data keys, OAuth's own names (RFC 6749 §5.1; SPEC §4). */
-export const DATA_KEYS = ["access_token", "token_type", "expires_at", "scope"] as const;
+export const DATA_KEYS = DEFAULT_DATA_KEYS;
 
 /** Creation policy of the target Secret (SPEC §2, like External Secrets Operator's `creationPolicy`). */
 export type CreationPolicy = "Owner" | "Orphan" | "Merge";
