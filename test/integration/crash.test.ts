@@ -136,8 +136,16 @@ async function getToken(name: string): Promise<NexarToken> {
   return kube.request<NexarToken>("GET", nexarTokenPath(NS, name));
 }
 
-/** Waits until every NexarToken acted on `value` (Ready=True) or reports RefreshTokenInvalid. */
-async function settle(value: string, timeoutMs = 60_000): Promise<Map<string, "done" | "invalid">> {
+/**
+ * Waits until every NexarToken acted on `value` (Ready=True) or reports RefreshTokenInvalid.
+ * With `acceptInvalid: false` (after a new consent), only Ready=True counts: otherwise the
+ * RefreshTokenInvalid condition of the previous round, not yet replaced, would pass for settled
+ * and be counted again as a lost token in the next round.
+ */
+async function settle(
+  value: string,
+  { acceptInvalid = true, timeoutMs = 60_000 }: { acceptInvalid?: boolean; timeoutMs?: number } = {},
+): Promise<Map<string, "done" | "invalid">> {
   return waitFor(
     `all NexarTokens refreshed for ${value}`,
     async () => {
@@ -146,7 +154,8 @@ async function settle(value: string, timeoutMs = 60_000): Promise<Map<string, "d
         const nt = await getToken(t.name);
         const ready = nt.status?.conditions?.find((c) => c.type === "Ready");
         if (nt.status?.lastRefreshRequest === value && ready?.status === "True") out.set(t.name, "done");
-        else if (ready?.status === "False" && ready.reason === "RefreshTokenInvalid") out.set(t.name, "invalid");
+        else if (acceptInvalid && ready?.status === "False" && ready.reason === "RefreshTokenInvalid")
+          out.set(t.name, "invalid");
         else return undefined;
       }
       return out;
@@ -265,7 +274,7 @@ describe("crash safety of refresh-token rotation", () => {
           refreshToken: await consent(env.idp, CLIENT.clientId, CLIENT.clientSecret),
         });
       }
-      if (invalid.length > 0) await settle(value);
+      if (invalid.length > 0) await settle(value, { acceptInvalid: false });
     }
     const loopMs = Date.now() - t0;
     await op.stop();
