@@ -262,6 +262,18 @@ describe("Issuer: per-client limiter", () => {
     expect(issuer.stats().waiting).toBe(0);
   });
 
+  it("reports waits to a hook set after construction (metrics wiring)", async () => {
+    const { issuer } = setup({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    const seen: number[] = [];
+    issuer.observeLimiterWaits((w) => seen.push(w.delayMs));
+    await issuer.fetchToken(req(), { reason: "NoToken" });
+    const p = issuer.fetchToken(req({ scopes: ["other"] }), { reason: "NoToken" });
+    await flush();
+    expect(seen).toEqual([1_000]);
+    issuer.close();
+    await expect(p).rejects.toBeInstanceOf(IssuerClosedError);
+  });
+
   it("keeps clients apart: another client id is not delayed", async () => {
     const { ep, issuer } = setup({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await issuer.fetchToken(req(), {});

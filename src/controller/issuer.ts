@@ -12,7 +12,7 @@ import {
 } from "../issuance/limiter.ts";
 import { canJoin, canReuse, demandOf, SecretEpochs, type Demand } from "../issuance/sharing.ts";
 import type { IssuanceHints, LimiterWait } from "../issuance/types.ts";
-import type { FetchContext, TokenSource } from "./reconciler.ts";
+import { backoffScaleFromEnv, type FetchContext, type TokenSource } from "./reconciler.ts";
 
 export type { IssuanceHints, LimiterWait } from "../issuance/types.ts";
 
@@ -39,10 +39,15 @@ export interface IssuerOptions {
    * `credential`), further *ordinary* fetches of the same key get the same error without a request
    * for this many ms, so a bad credential shared by many NexarTokens costs one request per hold,
    * not one per NexarToken. Forcing fetches (spec/credentials change, refresh request) are never
-   * held. Transient failures are not held (each NexarToken's backoff paces them). Default 30 000.
+   * held. Transient failures are not held (each NexarToken's backoff paces them). Default
+   * {@link CREDENTIAL_FAILURE_HOLD_MS}. Keep it below the shortest credential-error backoff (5 min),
+   * so a NexarToken's own retry is never answered from the hold.
    */
   credentialFailureHoldMs?: number;
 }
+
+/** Default `IssuerOptions.credentialFailureHoldMs`: 30 s. */
+export const CREDENTIAL_FAILURE_HOLD_MS = 30_000;
 
 /** Figures of an {@link Issuer}, for metrics (computed on demand, cheap). */
 export interface IssuerStats {
@@ -143,7 +148,7 @@ export class Issuer implements TokenSource {
   private readonly now: () => number;
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   private readonly logger: Pick<Logger, "info" | "debug"> | undefined;
-  private readonly onLimiterWait: ((w: LimiterWait) => void) | undefined;
+  private onLimiterWait: ((w: LimiterWait) => void) | undefined;
   private readonly credentialFailureHoldMs: number;
   private readonly abort = new AbortController();
   private lastSweepMs = -Infinity;
@@ -157,7 +162,7 @@ export class Issuer implements TokenSource {
     this.sleep = options.sleep ?? abortableSleep;
     this.logger = options.logger;
     this.onLimiterWait = options.onLimiterWait;
-    this.credentialFailureHoldMs = options.credentialFailureHoldMs ?? 30_000;
+    this.credentialFailureHoldMs = options.credentialFailureHoldMs ?? CREDENTIAL_FAILURE_HOLD_MS;
   }
 
   /**
@@ -172,7 +177,10 @@ export class Issuer implements TokenSource {
       { issuanceLimits: limits.map((w) => `${w.limit}/${w.windowMs / 1000}s`) },
       limits.length ? "per-client issuance limiter on" : "per-client issuance limiter OFF",
     );
-    return new Issuer(client, { limits, logger });
+    // The hold is a backoff: scaled with the others by the test-only backoff scale, so it stays
+    // below the (scaled) credential-error backoff of a NexarToken's own retries.
+    const credentialFailureHoldMs = CREDENTIAL_FAILURE_HOLD_MS * backoffScaleFromEnv(process.env);
+    return new Issuer(client, { limits, logger, credentialFailureHoldMs });
   }
 
   /**
@@ -250,6 +258,14 @@ export class Issuer implements TokenSource {
     if (!slot.cached || slot.cached.token.expiresAtMs < token.expiresAtMs) {
       slot.cached = { token: copyToken(token), requestedAtMs: token.receivedAtMs };
     }
+  }
+
+  /**
+   * Sets the metrics hook called each time a token request starts waiting for the limiter
+   * (replaces `IssuerOptions.onLimiterWait`), for wiring once the metrics registry exists.
+   */
+  observeLimiterWaits(hook: ((wait: LimiterWait) => void) | undefined): void {
+    this.onLimiterWait = hook;
   }
 
   /** Current figures (for a metrics collector). */

@@ -22,6 +22,7 @@ import type { EventRecorder } from "../kube/events.ts";
 import { refreshTokenLineage } from "./credentials.ts";
 import { REASON_REFRESH_TOKEN_INVALID, RefreshTokenRotation, refreshTokenInvalidMessage } from "./rotation.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import type { IssuanceHints } from "../issuance/types.ts";
 
 /** What a reconcile asks of the work queue (controller-runtime's `reconcile.Result`). */
 export interface Result {
@@ -30,7 +31,7 @@ export interface Result {
 }
 
 /** Per-fetch context handed to a {@link TokenSource}. */
-export interface FetchContext {
+export interface FetchContext extends IssuanceHints {
   /** Lifetime to assume when the response has neither `expires_in` nor a JWT `exp`, seconds. */
   fallbackLifetimeSeconds?: number;
   /**
@@ -89,6 +90,12 @@ export interface ReconcilerDeps {
   /** NexarToken from the informer cache by `namespace/name`. */
   getNexarToken(key: string): NexarToken | undefined;
   tokens: TokenSource;
+  /**
+   * resourceVersion of Secret `namespace/name` as the metadata-only Secret watch last saw it;
+   * undefined when the watch has not seen it. Lets the reconciler skip reading Secrets it already
+   * knows at that version (credentials shared by many NexarTokens, its own target Secrets).
+   */
+  secretVersion?: (key: string) => string | undefined;
   events: EventRecorder;
   metrics: Metrics;
   logger: Logger;
@@ -180,6 +187,16 @@ export class Reconciler {
   private readonly failures = new Map<string, FailureMemo>();
   /** The status this process last wrote per key, with the resourceVersion the API server answered. */
   private readonly written = new Map<string, { uid: string; resourceVersion: string; status: TokenStatus }>();
+  /** Credentials Secrets by `namespace/name`, as read at their resourceVersion (bounded, LRU). */
+  private readonly credentials = new Map<string, Secret>();
+  /**
+   * Per NexarToken: its target Secret's resourceVersion after our last write or read, the digest
+   * of the desired Secret it was checked against, and the generation — while the watch reports the
+   * same resourceVersion and the desired Secret has the same digest, no GET and no write is needed.
+   */
+  private readonly verified = new Map<string, { rv: string; digest: string; generation: number }>();
+  /** Target Secrets listed at start-up (see {@link prime}), by `namespace/name`, consumed on first use. */
+  private readonly primed = new Map<string, Secret>();
   private readonly now: () => number;
   private readonly random: () => number;
   /** Refresh-token rotation, serialised per credentials Secret (SPEC §6). */
@@ -206,6 +223,40 @@ export class Reconciler {
     this.held.delete(key);
     this.failures.delete(key);
     this.written.delete(key);
+    this.verified.delete(key);
+  }
+
+  /**
+   * Offers a target Secret listed at start-up (one paginated LIST of managed Secrets instead of
+   * one GET per NexarToken); used by the first reconcile of its owner if the watch still reports
+   * the same resourceVersion, then dropped.
+   */
+  prime(secret: Secret): void {
+    const { namespace, name } = secret.metadata;
+    if (namespace && name) this.primed.set(`${namespace}/${name}`, secret);
+  }
+
+  /** Drops primed Secrets nobody used (call once the first pass of reconciles is done). */
+  clearPrimed(): void {
+    this.primed.clear();
+  }
+
+  /** The credentials Secret: from memory when the watch reports the version read last, else one GET. */
+  private async readCredentialsSecret(ns: string, name: string): Promise<Secret | undefined> {
+    const key = `${ns}/${name}`;
+    const seen = this.d.secretVersion?.(key);
+    const cached = this.credentials.get(key);
+    if (cached && seen !== undefined && cached.metadata.resourceVersion === seen) {
+      this.credentials.delete(key); // LRU order
+      this.credentials.set(key, cached);
+      return cached;
+    }
+    const fresh = await this.d.kube.getOrUndefined<Secret>(secretPath(ns, name));
+    if (fresh) {
+      this.credentials.set(key, fresh);
+      if (this.credentials.size > 1024) this.credentials.delete(this.credentials.keys().next().value as string);
+    } else this.credentials.delete(key);
+    return fresh;
   }
 
   /**
@@ -247,7 +298,7 @@ export class Reconciler {
     const spec: ResolvedSpec = valid.spec;
 
     // 2. credentials, from the NexarToken's own namespace only (SPEC §3.8).
-    const creds = await this.d.kube.getOrUndefined<Secret>(secretPath(ns, spec.credentialsSecretRef.name));
+    const creds = await this.readCredentialsSecret(ns, spec.credentialsSecretRef.name);
     if (!creds) {
       await this.writeStatus(
         nt,
@@ -275,14 +326,31 @@ export class Reconciler {
       refreshToken: read.refreshToken,
       scopes: spec.scopes,
     };
-    const fingerprint = fingerprintOf(
-      request,
-      spec.grant === "RefreshToken" ? refreshTokenLineage(creds, spec.credentialsSecretRef.refreshTokenKey) : undefined,
-    );
+    const lineage =
+      spec.grant === "RefreshToken" ? refreshTokenLineage(creds, spec.credentialsSecretRef.refreshTokenKey) : undefined;
+    const fingerprint = fingerprintOf(request, lineage);
 
     // 3. target Secret and ownership (SPEC §3.6).
     const targetPath = secretPath(ns, spec.target.name);
-    const existing = await this.d.kube.getOrUndefined<Secret>(targetPath);
+    const targetKey = `${ns}/${spec.target.name}`;
+    const seenRv = this.d.secretVersion?.(targetKey);
+    const known = this.verified.get(key);
+    // Unchanged since we last wrote or read it (same resourceVersion, same spec): no GET.
+    const unchanged =
+      known !== undefined &&
+      seenRv !== undefined &&
+      known.rv === seenRv &&
+      known.generation === generation &&
+      this.held.has(key);
+    const primed = this.primed.get(targetKey);
+    if (primed) this.primed.delete(targetKey);
+    const existing = unchanged
+      ? undefined
+      : primed && seenRv !== undefined && primed.metadata.resourceVersion === seenRv
+        ? primed
+        : this.d.secretVersion && seenRv === undefined
+          ? undefined // the watch has never seen it: create (a 409 is re-read by writeSecret)
+          : await this.d.kube.getOrUndefined<Secret>(targetPath);
     const uid = nt.metadata.uid as string;
     const ownerExists = (k: string) => this.d.getNexarToken(k) !== undefined;
     const own = checkOwnership(existing, key, spec.target.adopt, ownerExists, uid);
@@ -349,8 +417,39 @@ export class Reconciler {
         }
         const started = this.now();
         try {
-          const ctx = {
+          const ctx: FetchContext = {
             fallbackLifetimeSeconds: spec.fallbackLifetimeSeconds ?? this.d.config.fallbackLifetimeSeconds,
+            // Sharing (src/issuance/sharing.ts): why we fetch, and what "due" means for this NexarToken.
+            // A change since the last failure forces a new request: a credential error held by the
+            // issuer for other NexarTokens of the key must not answer a retry the change asked for.
+            reason: changed ? (memo.generation !== generation ? "SpecChanged" : "CredentialsChanged") : decision.reason,
+            renewBefore: spec.renewBefore,
+            credentialsRef: `${ns}/${spec.credentialsSecretRef.name}`,
+            credentialsVersion: lineage, // a new login never gets a token of the previous one
+            // Waiting for the per-client issuance limiter (SPEC §3.3): say so in status while it
+            // lasts — unless a failure streak is being reported, which says more.
+            onWaiting: (w) => {
+              log.info({ until: rfc3339(w.untilMs) }, "token request queued by the issuance limiter");
+              if ((next.failedAttempts ?? 0) > 0) return;
+              const valid = held !== undefined && held.expiresAtMs > this.now() && held.fingerprint === fingerprint;
+              const waiting: TokenStatus = {
+                ...next,
+                conditions: setCondition(
+                  next.conditions,
+                  {
+                    type: "Ready",
+                    status: valid ? "True" : "False",
+                    reason: "IssuanceLimited",
+                    message: `token request queued by the per-client issuance limit until ${rfc3339(w.untilMs)}`,
+                    observedGeneration: generation,
+                  },
+                  rfc3339(this.now()),
+                ),
+              };
+              this.writeStatus(nt, status, waiting).catch((err: unknown) =>
+                log.debug({ err: (err as Error).message }, "could not report the limiter wait"),
+              );
+            },
           };
           // RefreshToken grant: serialised per credentials Secret, with the refresh token the Secret
           // holds now; a rotated one is stored before the access token is returned (SPEC §6).
@@ -479,8 +578,23 @@ export class Reconciler {
         held,
         held.fingerprint,
       );
-      const action = await this.writeSecret(targetPath, existing, desired, spec.target, key, uid, ownerExists, log);
-      if (action !== "none") log.info({ secret: spec.target.name, action }, "target Secret written");
+      const digest = secretDigest(desired);
+      if (!(unchanged && known?.digest === digest)) {
+        const current = unchanged ? await this.d.kube.getOrUndefined<Secret>(targetPath) : existing;
+        const { action, rv } = await this.writeSecret(
+          targetPath,
+          current,
+          desired,
+          spec.target,
+          key,
+          uid,
+          ownerExists,
+          log,
+        );
+        if (action !== "none") log.info({ secret: spec.target.name, action }, "target Secret written");
+        if (rv !== undefined) this.verified.set(key, { rv, digest, generation });
+        else this.verified.delete(key);
+      }
       next.expiresAt = rfc3339(held.expiresAtMs);
       next.renewalTime = rfc3339(held.renewAtMs);
       next.grantedScopes = [...held.scopes];
@@ -634,13 +748,13 @@ export class Reconciler {
     uid: string,
     ownerExists: (k: string) => boolean,
     log: Logger,
-  ): Promise<ReturnType<typeof planSecretWrite>["action"]> {
+  ): Promise<{ action: ReturnType<typeof planSecretWrite>["action"]; rv: string | undefined }> {
     let current = existing;
     for (let attempt = 1; ; attempt++) {
       const plan = planSecretWrite(current, desired, target.creationPolicy);
       try {
-        await this.applySecretPlan(plan, path);
-        return plan.action;
+        const written = await this.applySecretPlan(plan, path);
+        return { action: plan.action, rv: (written ?? current)?.metadata.resourceVersion };
       } catch (err) {
         if (!isStatus(err, 409) || attempt >= SECRET_WRITE_ATTEMPTS) throw err;
         log.debug({ secret: target.name, action: plan.action, attempt }, "Secret write conflicted; re-reading");
@@ -650,19 +764,22 @@ export class Reconciler {
     }
   }
 
-  private async applySecretPlan(plan: ReturnType<typeof planSecretWrite>, path: string): Promise<void> {
+  /** Applies a plan; resolves with the Secret as the API server returned it (undefined for "none"). */
+  private async applySecretPlan(plan: ReturnType<typeof planSecretWrite>, path: string): Promise<Secret | undefined> {
     const collection = path.slice(0, path.lastIndexOf("/"));
     switch (plan.action) {
       case "none":
-        return;
-      case "create":
-        await this.d.kube.request("POST", collection, { body: plan.secret });
+        return undefined;
+      case "create": {
+        const out = await this.d.kube.request<Secret>("POST", collection, { body: plan.secret });
         this.d.metrics.secretWrite("create");
-        return;
-      case "update":
-        await this.d.kube.request("PUT", path, { body: plan.secret });
+        return out;
+      }
+      case "update": {
+        const out = await this.d.kube.request<Secret>("PUT", path, { body: plan.secret });
         this.d.metrics.secretWrite("update");
-        return;
+        return out;
+      }
       case "recreate": {
         // `type` is immutable: delete (preconditioned on uid + resourceVersion) and create again.
         const { uid, resourceVersion } = plan.secret.metadata;
@@ -670,11 +787,11 @@ export class Reconciler {
           body: { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid, resourceVersion } },
         });
         const { name, namespace, labels, annotations, ownerReferences } = plan.secret.metadata;
-        await this.d.kube.request("POST", collection, {
+        const out = await this.d.kube.request<Secret>("POST", collection, {
           body: { ...plan.secret, metadata: { name, namespace, labels, annotations, ownerReferences } },
         });
         this.d.metrics.secretWrite("recreate");
-        return;
+        return out;
       }
     }
   }
@@ -713,6 +830,11 @@ export class Reconciler {
 /** A resourceVersion as an integer (etcd revision), or undefined when it is not one. */
 function asRevision(rv: string | undefined): bigint | undefined {
   return rv !== undefined && /^\d{1,20}$/.test(rv) ? BigInt(rv) : undefined;
+}
+
+/** SHA-256 of the desired Secret (never stored or logged; only compared in memory). */
+function secretDigest(d: ReturnType<typeof desiredSecret>): string {
+  return createHash("sha256").update(JSON.stringify(d)).digest("base64url");
 }
 
 function toValues(t: IssuedToken): TokenValues {

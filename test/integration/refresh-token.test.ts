@@ -192,9 +192,10 @@ describe("grant: RefreshToken with rotation", () => {
     await watch.stop();
 
     const reqs = refreshRequests(c.clientId);
-    // exactly one fetch per NexarToken and request: the operator's own writes of the rotated
-    // token into the credentials Secret trigger no extra fetch
-    expect(reqs).toHaveLength(2 + 2 * rounds);
+    // one shared fetch for the two new NexarTokens (same credentials and scopes), then exactly one
+    // fetch per NexarToken and refresh request: the operator's own writes of the rotated token into
+    // the credentials Secret trigger no extra fetch
+    expect(reqs).toHaveLength(1 + 2 * rounds);
     expect(reqs.every((r) => r.status === 200)).toBe(true);
     const presented = reqs.map((r) => r.refreshTokenSha256);
     expect(new Set(presented).size).toBe(presented.length); // no refresh token presented twice
