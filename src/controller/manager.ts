@@ -1,7 +1,15 @@
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import type { NexarToken } from "../api/types.ts";
-import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
+import {
+  ACCEPT_METADATA,
+  ACCEPT_METADATA_LIST,
+  type KubeClient,
+  type KubeList,
+  type KubeObject,
+  type Secret,
+} from "../kube/client.ts";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
 import { Informer, keyOf } from "../kube/informer.ts";
 import { nexarTokenPath, secretPath } from "../kube/paths.ts";
 import { KubeEventRecorder } from "../kube/events.ts";
@@ -45,6 +53,7 @@ export class Manager {
   private readonly limiter = new ItemExponentialFailureRateLimiter();
   private readonly reconciler: Reconciler;
   private server: Server | undefined;
+  private readonly events: KubeEventRecorder;
   private workers: Promise<void>[] = [];
   private stopping = false;
   private stopped = false;
@@ -54,6 +63,7 @@ export class Manager {
   constructor(o: ManagerOptions) {
     this.o = o;
     const log = o.logger;
+    this.events = new KubeEventRecorder(o.kube, log, o.instance);
     this.metrics = new PromMetrics(
       () => this.snapshot(),
       () => ({ depth: this.queue.len(), delayed: this.queue.delayedLen(), processing: this.queue.processingLen() }),
@@ -67,6 +77,7 @@ export class Manager {
       path: (ns) => nexarTokenPath(ns),
       namespaces: o.namespaces,
       store: true,
+      transform: stripManagedFields,
       logger: log,
       handlers: {
         onAdd: (nt) => {
@@ -104,7 +115,8 @@ export class Manager {
       kube: o.kube,
       getNexarToken: (k) => this.tokens.get(k),
       tokens: o.tokens,
-      events: new KubeEventRecorder(o.kube, log, o.instance),
+      secretVersion: (k) => this.secrets.versionOf(k),
+      events: this.events,
       metrics: this.metrics,
       logger: log,
       config: o.reconciler,
@@ -168,8 +180,43 @@ export class Manager {
     if (this.leading || this.stopping) return;
     this.leading = true;
     this.metrics.setLeader(true);
-    this.o.logger.info({ nexartokens: this.tokens.size() }, "caches synced; starting workers");
-    for (let i = 0; i < this.o.concurrency; i++) this.workers.push(this.worker());
+    void this.primeTargets().finally(() => {
+      if (this.stopping) return;
+      this.o.logger.info({ nexartokens: this.tokens.size() }, "caches synced; starting workers");
+      for (let i = 0; i < this.o.concurrency; i++) this.workers.push(this.worker());
+    });
+  }
+
+  /**
+   * Before the first pass of reconciles: one paginated LIST of the Secrets this operator manages
+   * (label selector) instead of one GET per NexarToken; each Secret some NexarToken references is
+   * handed to the reconciler, the others dropped at once. Best effort: on error the reconciles
+   * read their Secrets one by one.
+   */
+  private async primeTargets(): Promise<void> {
+    const started = performance.now();
+    let primed = 0;
+    try {
+      for (const ns of this.o.namespaces.length > 0 ? this.o.namespaces : [undefined]) {
+        let cont: string | undefined;
+        do {
+          const page = await this.o.kube.request<KubeList<Secret>>("GET", secretPath(ns), {
+            query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, limit: 500, continue: cont },
+          });
+          for (const s of page.items) {
+            if (this.index.referencing(keyOf(s)).length === 0) continue;
+            delete (s.metadata as { managedFields?: unknown }).managedFields;
+            this.reconciler.prime(s);
+            primed++;
+          }
+          cont = page.metadata.continue || undefined;
+        } while (cont && !this.stopping);
+      }
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, "could not list managed Secrets; reading them one by one");
+    }
+    this.o.logger.info({ secrets: primed, ms: Math.round(performance.now() - started) }, "target Secrets listed");
+    setTimeout(() => this.reconciler.clearPrimed(), 300_000).unref();
   }
 
   /** True once the workers run (this replica leads, or leader election is off). */
@@ -185,6 +232,10 @@ export class Manager {
     this.stopping = true;
     this.queue.shutDown();
     await Promise.allSettled(this.workers);
+    // Events the last reconciles recorded: give them a moment to go out, never hold up the exit.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.events.idle(), new Promise<void>((r) => (timer = setTimeout(r, EVENTS_DRAIN_MS)))]);
+    clearTimeout(timer);
   }
 
   /** Stops intake, lets in-flight reconciles finish, stops informers and the HTTP server. Idempotent. */
@@ -286,4 +337,14 @@ function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {
     JSON.stringify(a.metadata.annotations ?? {}) !== JSON.stringify(b.metadata.annotations ?? {}) ||
     JSON.stringify(a.metadata.labels ?? {}) !== JSON.stringify(b.metadata.labels ?? {})
   );
+}
+
+/** Longest a shutdown waits for queued Events to be sent, ms. */
+const EVENTS_DRAIN_MS = 2_000;
+
+/** Drops `metadata.managedFields` (server-side-apply bookkeeping the operator never reads). */
+function stripManagedFields<T extends KubeObject>(obj: T): T {
+  const meta = obj.metadata as { managedFields?: unknown };
+  if (meta.managedFields !== undefined) delete meta.managedFields;
+  return obj;
 }

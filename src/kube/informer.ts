@@ -25,6 +25,12 @@ export interface InformerOptions<T extends KubeObject> {
   /** Accept headers for list and watch, for metadata-only (PartialObjectMetadata) informers. */
   accept?: { list: string; watch: string };
   labelSelector?: string;
+  /**
+   * Applied to every listed or watched object before it is stored or handed to a handler, e.g. to
+   * drop `metadata.managedFields` (client-go's TransformStripManagedFields): ~55 % of a stored
+   * NexarToken's memory.
+   */
+  transform?: (obj: T) => T;
   /** Page size of the initial list (`limit`), default 500. */
   pageSize?: number;
   handlers: InformerHandlers<T>;
@@ -102,6 +108,14 @@ export class Informer<T extends KubeObject> {
     return [...this.items.values()];
   }
 
+  /**
+   * resourceVersion of the object with key `namespace/name` as last seen by this informer (store
+   * and store-less mode), or undefined when it is not known to exist.
+   */
+  versionOf(key: string): string | undefined {
+    return this.o.store ? this.items.get(key)?.metadata.resourceVersion : this.versions.get(key);
+  }
+
   /** Number of stored objects. */
   size(): number {
     return this.items.size;
@@ -174,7 +188,8 @@ export class Informer<T extends KubeObject> {
     return rv;
   }
 
-  private upsert(obj: T): void {
+  private upsert(raw: T): void {
+    const obj = this.o.transform ? this.o.transform(raw) : raw;
     const key = keyOf(obj);
     if (!this.o.store) {
       const rv = obj.metadata.resourceVersion ?? "";
