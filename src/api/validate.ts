@@ -15,6 +15,7 @@
  */
 import { FormatRegistry, type TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
+import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { API_VERSION, DEFAULT_DATA_KEYS, KIND } from "./constants.ts";
 import { withDefaults } from "./defaults.ts";
 import {
@@ -25,6 +26,9 @@ import {
   type StoredCelRule,
 } from "./schema.ts";
 import type { NexarToken, ResolvedSpec } from "./types.ts";
+
+/** Compiled checkers per schema (TypeBox's TypeCompiler), built on first use. */
+const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 
 /** Options of {@link validateNexarToken}. */
 export interface ValidateOptions {
@@ -147,6 +151,9 @@ function describe(e: ValueError): string {
  * missing, else the first (most specific) error TypeBox reports there.
  */
 function schemaErrors(schema: TSchema, value: unknown, prefix: string): string[] {
+  const check = compiled.get(schema) ?? TypeCompiler.Compile(schema);
+  compiled.set(schema, check);
+  if (check.Check(value)) return []; // the common case, ~30× cheaper than walking Value.Errors
   const byPath = new Map<string, ValueError>();
   for (const e of Value.Errors(schema, value)) {
     const path = fieldPath(prefix, e.path);
