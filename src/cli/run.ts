@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "../kube/kubeconfig.ts";
 import type { LevelWithSilent } from "pino";
 import { KubeClient } from "../kube/client.ts";
 import { createLogger } from "../observability/logger.ts";
@@ -90,12 +90,13 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+  const issuer = Issuer.fromFlags(tokens, o, logger);
   const manager = new Manager({
     kube,
-    tokens: Issuer.fromFlags(tokens, o, logger),
+    tokens: issuer,
     logger,
     namespaces,
-    concurrency: Math.max(1, Number(o.concurrency) || 4),
+    concurrency: Math.max(1, Number(o.concurrency) || 16),
     httpAddress: o.httpAddress,
     version,
     instance: process.env.POD_NAME ?? hostname(),
@@ -106,6 +107,7 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     },
     onMetrics: (m) => (metrics = m),
   });
+  manager.metrics.instrumentIssuance(issuer);
   if (o.allowInsecureTokenUrl)
     logger.warn("http:// token URLs are allowed (development flag); never use this in production");
   logger.info({ version, namespaces: namespaces.length ? namespaces : "all", server: kube.server }, "starting");
@@ -143,6 +145,7 @@ export async function run(o: RunOptions, version: string): Promise<number> {
   }
   await Promise.race([synced, done]);
   await done;
+  issuer.close(); // requests queued by the issuance limiter fail now instead of holding up the shutdown
   await manager.drain(); // stop intake; in-flight reconciles finish their writes
   if (elector) {
     await elector.release(); // only now may a standby take over (client-go ReleaseOnCancel)

@@ -3,7 +3,7 @@
  * pieces every client verb shares: exit codes, errors, the `--kubeconfig` / `-n` options and the
  * connection to the Kubernetes API.
  */
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "../kube/kubeconfig.ts";
 import { Command, Option, type CommanderError } from "commander";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
 import { nexarTokenPath } from "../kube/paths.ts";

@@ -1,4 +1,7 @@
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig as LocalKubeConfig } from "./kubeconfig.ts";
+
+/** What the client needs of a kubeconfig (client-node's KubeConfig fits too). */
+type KubeConfig = Pick<LocalKubeConfig, "getCurrentCluster" | "applyToHTTPSOptions">;
 import { Agent, request, type Dispatcher } from "undici";
 import type { Readable } from "node:stream";
 import { createInterface } from "node:readline";
