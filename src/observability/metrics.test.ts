@@ -115,6 +115,30 @@ describe("PromMetrics", () => {
     }
   });
 
+  it("exports the issuer's waiting requests, limiter waits, cached tokens and fetches by source", async () => {
+    const { m } = make();
+    const stats = { cachedTokens: 3, waiting: 2, requests: 10, cacheHits: 990, joined: 5 };
+    let hook: ((w: { delayMs: number }) => void) | undefined;
+    m.instrumentIssuance({ stats: () => stats, observeLimiterWaits: (h) => (hook = h) });
+    hook?.({ delayMs: 1_500 });
+    let text = await m.registry.metrics();
+    expect(sample(text, `${PREFIX}issuance_waiting`)).toBe(2);
+    expect(sample(text, `${PREFIX}issuance_cached_tokens`)).toBe(3);
+    expect(sample(text, `${PREFIX}issuance_limiter_wait_seconds_count`)).toBe(1);
+    expect(sample(text, `${PREFIX}issuance_limiter_wait_seconds_sum`)).toBe(1.5);
+    expect(sample(text, `${PREFIX}issuance_limiter_wait_seconds_bucket`, { le: "1" })).toBe(0);
+    expect(sample(text, `${PREFIX}issuance_limiter_wait_seconds_bucket`, { le: "2.5" })).toBe(1);
+    expect(sample(text, `${PREFIX}issuance_fetches_total`, { source: "request" })).toBe(10);
+    expect(sample(text, `${PREFIX}issuance_fetches_total`, { source: "cache" })).toBe(990);
+    expect(sample(text, `${PREFIX}issuance_fetches_total`, { source: "joined" })).toBe(5);
+    // read at each scrape, not accumulated across scrapes
+    stats.waiting = 0;
+    stats.requests = 11;
+    text = await m.registry.metrics();
+    expect(sample(text, `${PREFIX}issuance_waiting`)).toBe(0);
+    expect(sample(text, `${PREFIX}issuance_fetches_total`, { source: "request" })).toBe(11);
+  });
+
   it("instruments a real WorkQueue the way client-go counts: adds, queue and work durations, longest running", async () => {
     const figures = { depth: 0, delayed: 0, processing: 0 };
     const { m, advance } = make([], figures);
