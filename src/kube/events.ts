@@ -15,7 +15,22 @@ export const EVENT_DEDUPE_MS = 10 * 60_000;
 export const EVENT_DEDUPE_ENTRIES = 50_000;
 
 /**
- * Writes `events.k8s.io/v1` Events, fire-and-forget (an Event failure never fails a reconcile).
+ * Event POSTs in flight at most. client-go's broadcaster sends Events from one goroutine, one at
+ * a time, behind a buffered channel; two here. Events are a report, not the work: under a burst
+ * (1,000 new NexarTokens) they trail the Secret and status writes instead of competing with them.
+ */
+export const EVENT_MAX_IN_FLIGHT = 2;
+
+/**
+ * Events waiting to be sent at most; a new Event beyond that is dropped (and logged at debug).
+ * client-go's `maxQueuedEvents` is the same 1,000 (k8s.io/client-go/tools/record/event.go).
+ */
+export const EVENT_MAX_QUEUED = 1_000;
+
+/**
+ * Writes `events.k8s.io/v1` Events, fire-and-forget (an Event failure never fails a reconcile),
+ * through a bounded queue: at most {@link EVENT_MAX_IN_FLIGHT} POSTs at once and
+ * {@link EVENT_MAX_QUEUED} waiting, in the order recorded.
  * An Event identical to the last one recorded for the same object, type and reason (same note)
  * within {@link EVENT_DEDUPE_MS} is dropped, so neither a reconcile loop nor a failure that
  * alternates with other Events (fail, conflict, fail, …) can flood the API server; a changed
@@ -28,6 +43,10 @@ export class KubeEventRecorder implements EventRecorder {
   private readonly logger: Logger;
   private readonly instance: string;
   private seq = 0;
+  private readonly queue: { ns: string; reason: string; body: Record<string, unknown> }[] = [];
+  private inFlight = 0;
+  private dropped = 0;
+  private idleWaiters: (() => void)[] = [];
 
   /** @param instance reporting instance (pod name), shown as `reportingInstance`. */
   constructor(kube: KubeClient, logger: Logger, instance: string) {
@@ -74,9 +93,41 @@ export class KubeEventRecorder implements EventRecorder {
         resourceVersion: obj.metadata.resourceVersion,
       },
     };
-    this.kube.request("POST", eventsPath(ns), { body }).catch((err: unknown) => {
-      this.logger.debug({ err: (err as Error).message, reason }, "event not recorded");
-    });
+    if (this.queue.length >= EVENT_MAX_QUEUED) {
+      this.dropped++;
+      this.logger.debug({ reason, dropped: this.dropped }, "event queue full; event dropped");
+      return;
+    }
+    this.queue.push({ ns, reason, body });
+    this.pump();
+  }
+
+  /** Events recorded and not yet sent (queued or in flight). */
+  pending(): number {
+    return this.queue.length + this.inFlight;
+  }
+
+  /** Resolves once every Event recorded so far has been sent (or failed). */
+  idle(): Promise<void> {
+    if (this.pending() === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inFlight < EVENT_MAX_IN_FLIGHT && this.queue.length > 0) {
+      const { ns, reason, body } = this.queue.shift() as (typeof this.queue)[number];
+      this.inFlight++;
+      this.kube
+        .request("POST", eventsPath(ns), { body })
+        .catch((err: unknown) => {
+          this.logger.debug({ err: (err as Error).message, reason }, "event not recorded");
+        })
+        .finally(() => {
+          this.inFlight--;
+          this.pump();
+          if (this.pending() === 0) for (const w of this.idleWaiters.splice(0)) w();
+        });
+    }
   }
 }
 
