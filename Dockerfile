@@ -30,6 +30,9 @@ FROM ${NODE_IMAGE} AS runtime
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
       /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg
 ENV NODE_ENV=production
+# Footprint (BENCHMARKS.md, P4): a 4 MiB young generation, and two glibc malloc arenas instead of
+# 8 per core (the operator runs one JavaScript thread). The Helm chart also caps the old generation.
+ENV NODE_OPTIONS="--max-semi-space-size=4" MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist

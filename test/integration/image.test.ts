@@ -61,6 +61,13 @@ const stage = (name: string): Stage => {
   return s;
 };
 const runtime = dockerfile.at(-1) as Stage;
+/** The runtime stage's `ENV key=value …` pairs (double-quoted values unquoted). */
+const runtimeEnv: Record<string, string> = Object.fromEntries(
+  runtime.instructions
+    .filter((i) => i.op === "ENV")
+    .flatMap((i) => [...i.args.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)])
+    .map((m) => [m[1] as string, (m[2] as string).replace(/^"(.*)"$/, "$1")]),
+);
 const entrypoint = JSON.parse(runtime.instructions.find((i) => i.op === "ENTRYPOINT")?.args ?? "[]") as string[];
 
 describe("Dockerfile", () => {
@@ -141,7 +148,7 @@ describe("runtime stage reproduced in a clean folder", () => {
   const entry = async (...args: string[]) =>
     run(process.execPath, [...entrypoint.slice(1), ...args], {
       cwd: app,
-      env: { PATH: "/usr/bin:/bin", NODE_ENV: "production" },
+      env: { PATH: "/usr/bin:/bin", ...runtimeEnv },
     });
 
   it("has every production dependency and no development dependency", async () => {
@@ -153,6 +160,11 @@ describe("runtime stage reproduced in a clean folder", () => {
     for (const dev of ["typescript", "vitest", "eslint", "prettier", "oidc-provider"]) {
       expect(installed.has(dev), dev).toBe(false);
     }
+  });
+
+  it("the runtime ENV is production, with the footprint settings BENCHMARKS.md measured", () => {
+    expect(runtimeEnv).toMatchObject({ NODE_ENV: "production", MALLOC_ARENA_MAX: "2" });
+    expect(runtimeEnv.NODE_OPTIONS).toContain("--max-semi-space-size=");
   });
 
   it("ENTRYPOINT --version prints the package version (Node 24)", async () => {
