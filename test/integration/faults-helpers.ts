@@ -39,8 +39,10 @@ export async function waitForRequests(
     `${n} token requests of ${clientId}`,
     async () => {
       const r = requestsOf(env, clientId);
-      // A request is complete once answered (status) or known unanswered (reset/timeout: status 0 but later ones exist).
-      return r.length >= n ? r : undefined;
+      // A request is complete once answered (status), faulted (a reset has no status), or followed by a
+      // later one (a timed-out request is answered only after the client gave up).
+      const complete = (i: number) => r[i] !== undefined && (r[i].status !== 0 || r[i].faulted || i < r.length - 1);
+      return r.length >= n && complete(n - 1) ? r : undefined;
     },
     timeoutMs,
     50,

@@ -189,8 +189,16 @@ describe("leader election", () => {
     await waitReconciled(a, keys);
     // The standby wrote nothing and reconciled nothing.
     expect(b.logs().filter((r) => r.msg === "reconciled")).toEqual([]);
-    const renewed = await readLease();
-    expect(renewed?.spec?.renewTime).not.toBe(first?.spec?.renewTime); // the leader renews
+    // the leader renews (every retry period, 2 s; the tokens above may be Ready sooner than that)
+    const renewed = await waitFor(
+      "the leader to renew its Lease",
+      async () => {
+        const l = await readLease();
+        return l?.spec?.renewTime !== first?.spec?.renewTime ? l : undefined;
+      },
+      10_000,
+    );
+    expect(renewed?.spec?.holderIdentity).toBe("op-a");
     const transitions = renewed?.spec?.leaseTransitions ?? 0;
     const before = await snapshot(ns);
 
