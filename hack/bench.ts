@@ -24,6 +24,9 @@
  *   --operator-arg <arg> (repeatable, passed to `run`) --node-options "<node flags>" (NODE_OPTIONS
  *   of the operator) --operator-env K=V (repeatable) --profile-dir <dir> (CPU profile of the operator + heap snapshot at P4)
  *   --log-level info --keep-logs <path prefix> (operator logs → <prefix>.1, <prefix>.2)
+ *
+ * The operator runs as shipped: NODE_OPTIONS from the Helm chart's `nodeOptions` value and
+ * MALLOC_ARENA_MAX from the Dockerfile, unless --node-options / --operator-env say otherwise.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -33,6 +36,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import { parse as parseYaml } from "yaml";
 import { KubeClient, isStatus, type KubeList } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
 import type { NexarToken } from "../src/api/types.ts";
@@ -43,6 +47,21 @@ import { CLI, startOperator, type OperatorProcess } from "../test/harness/operat
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CRD_PATH = join(ROOT, "crds", "nexartokens.nexar-operator.io.yaml");
+
+/**
+ * How the shipped operator runs: NODE_OPTIONS from the chart's `nodeOptions` value, and
+ * MALLOC_ARENA_MAX from the Dockerfile's `ENV` lines (undefined when absent).
+ */
+function shippedRuntime(): { nodeOptions?: string; mallocArenaMax?: string } {
+  const values = parseYaml(readFileSync(join(ROOT, "charts", "nexar-token-operator", "values.yaml"), "utf8")) as {
+    nodeOptions?: unknown;
+  };
+  const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  return {
+    nodeOptions: typeof values.nodeOptions === "string" && values.nodeOptions ? values.nodeOptions : undefined,
+    mallocArenaMax: /^ENV\s.*\bMALLOC_ARENA_MAX=(\d+)/m.exec(docker)?.[1],
+  };
+}
 
 /** The figures `bench-results.json` always holds (the issue's list), all numbers. */
 const RESULT_FIELDS = [
@@ -347,6 +366,11 @@ function operatorSupports(flag: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // The run.
 
+/** How the operator was run (recorded in the results). */
+const runConfig: {
+  operator?: { cli: string; args: string[]; nodeOptions?: string; env: Record<string, string> };
+} = {};
+
 interface Results {
   [k: string]: unknown;
 }
@@ -359,9 +383,10 @@ async function main(): Promise<Results> {
   if (operatorSupports("--leader-elect") && !operatorArgs.some((a) => a.startsWith("--leader-elect"))) {
     operatorArgs.push("--leader-elect=false");
   }
+  const shipped = shippedRuntime();
   const nodeOptions = [
     process.env.NODE_OPTIONS ?? "",
-    flags["node-options"] ?? "",
+    flags["node-options"] ?? shipped.nodeOptions ?? "",
     profileDir
       ? `--cpu-prof --cpu-prof-dir=${profileDir} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${profileDir}`
       : "",
@@ -369,6 +394,7 @@ async function main(): Promise<Results> {
     .filter(Boolean)
     .join(" ");
   const operatorEnv: Record<string, string> = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+  if (shipped.mallocArenaMax) operatorEnv.MALLOC_ARENA_MAX = shipped.mallocArenaMax;
   for (const kv of flags["operator-env"] ?? []) {
     const i = kv.indexOf("=");
     if (i > 0) operatorEnv[kv.slice(0, i)] = kv.slice(i + 1);
@@ -379,6 +405,24 @@ async function main(): Promise<Results> {
   let op: OperatorProcess | undefined;
   let tracker: Tracker | undefined;
   let kube: KubeClient | undefined;
+  // Ctrl-C / SIGTERM: tear down what was started (the operator first), then exit.
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: tearing down …`);
+    void (async () => {
+      await op?.kill().catch(() => {});
+      await idp?.stop().catch(() => {});
+      await cp?.stop().catch(() => {});
+      process.exit(130);
+    })();
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  runConfig.operator = {
+    cli: CLI,
+    args: operatorArgs,
+    nodeOptions: nodeOptions || undefined,
+    env: Object.fromEntries(Object.entries(operatorEnv).filter(([k]) => k !== "NODE_OPTIONS")),
+  };
   const results: Results = {};
   const extra: Record<string, unknown> = {};
   try {
@@ -663,6 +707,7 @@ const document = {
   extra: out.extra,
   sizes: SIZES,
   quick,
+  operator: runConfig.operator,
   machine: {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? "unknown",

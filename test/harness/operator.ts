@@ -5,7 +5,7 @@ import { join } from "node:path";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** Entry point of the operator CLI (run from source: Node 24 strips the types). */
-export const CLI = join(ROOT, "src", "cli", "main.ts");
+export const CLI = process.env.NEXAR_OPERATOR_CLI ?? join(ROOT, "src", "cli", "main.ts");
 
 /** A running operator process started by {@link startOperator}. */
 export interface OperatorProcess {
