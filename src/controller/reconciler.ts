@@ -387,6 +387,13 @@ export class Reconciler {
 
     let next: TokenStatus = { ...status, observedGeneration: generation, secretName: spec.target.name };
     let requeueAtMs: number | undefined;
+    /**
+     * Status writes reporting a limiter wait (chained), and the status the last one wrote: the
+     * final write of this reconcile waits for them and is computed against that status, so a late
+     * "IssuanceLimited" can never overwrite the outcome.
+     */
+    let limiterReport: { written: Promise<TokenStatus> } | undefined;
+    const statusBase = async (): Promise<TokenStatus> => (limiterReport ? limiterReport.written : status);
     if (!decision.issue) {
       // Nothing to fetch: an earlier failure no longer applies (e.g. credentials were put back).
       this.failures.delete(key);
@@ -446,9 +453,18 @@ export class Reconciler {
                   rfc3339(this.now()),
                 ),
               };
-              this.writeStatus(nt, status, waiting).catch((err: unknown) =>
-                log.debug({ err: (err as Error).message }, "could not report the limiter wait"),
-              );
+              const previous = limiterReport?.written ?? Promise.resolve(status);
+              limiterReport = {
+                written: previous.then((base) =>
+                  this.writeStatus(nt, base, waiting).then(
+                    () => waiting,
+                    (err: unknown) => {
+                      log.debug({ err: (err as Error).message }, "could not report the limiter wait");
+                      return base;
+                    },
+                  ),
+                ),
+              };
             },
           };
           // RefreshToken grant: serialised per credentials Secret, with the refresh token the Secret
@@ -580,7 +596,22 @@ export class Reconciler {
       );
       const digest = secretDigest(desired);
       if (!(unchanged && known?.digest === digest)) {
-        const current = unchanged ? await this.d.kube.getOrUndefined<Secret>(targetPath) : existing;
+        let current = existing;
+        if (unchanged) {
+          current = await this.d.kube.getOrUndefined<Secret>(targetPath);
+          // The watch may lag: a Secret replaced since our last write (deleted and re-created by
+          // someone else) must pass the ownership rules again before we write (SPEC §3.6).
+          if (current && current.metadata.resourceVersion !== known?.rv) {
+            const again = checkOwnership(current, key, spec.target.adopt, ownerExists, uid);
+            if (!again.ok) {
+              this.verified.delete(key);
+              this.d.events.warn(nt, "SecretConflict", again.message);
+              const base = await statusBase();
+              await this.writeStatus(nt, base, this.failed(status, generation, "SecretConflict", again.message));
+              return {};
+            }
+          }
+        }
         const { action, rv } = await this.writeSecret(
           targetPath,
           current,
@@ -635,7 +666,7 @@ export class Reconciler {
         rfc3339(nowAfter),
       );
     }
-    await this.writeStatus(nt, status, next);
+    await this.writeStatus(nt, await statusBase(), next);
     return requeueAtMs === undefined || !Number.isFinite(requeueAtMs)
       ? {}
       : { requeueAfterMs: Math.max(0, requeueAtMs - this.now()) };
