@@ -585,6 +585,11 @@ async function main(): Promise<Results> {
     results.p5_idle_cpu_percent = round(((c1 - c0) / wall) * 100, 3);
     extra.p5_apiserver_requests = diffCounts(api5, await apiserverRequests(kc));
     log(`P5: ${results.p5_idle_cpu_percent} % CPU over ${wall.toFixed(1)} s idle`);
+    // V8 heap with every NexarToken held (after P5: a scrape is work): headroom under --max-old-space-size.
+    const heapText = await op.metrics();
+    extra.heap_used_mib = round((metricSum(heapText, ["nodejs_heap_size_used_bytes"]) ?? NaN) / 2 ** 20, 1);
+    extra.heap_total_mib = round((metricSum(heapText, ["nodejs_heap_size_total_bytes"]) ?? NaN) / 2 ** 20, 1);
+    log(`heap: ${extra.heap_used_mib} MiB used of ${extra.heap_total_mib} MiB`);
 
     // ---- P3: restart ------------------------------------------------------------------------
     log("P3: restarting the operator …");
