@@ -15,12 +15,13 @@
  *
  * RSS and CPU come from /proc/<pid>/status and /proc/<pid>/stat of the operator process. Every
  * figure is measured in this run; nothing is estimated. Sizes are flags; `--quick` picks small
- * ones (the smoke run inside `make test`). Results go to `--out` (default bench-results.json)
- * and a table on stdout.
+ * ones (the smoke run inside `make test`). Results go to `--out` (default bench-results.json;
+ * bench-results.quick.json with --quick) and a table with ✓/✗ per target on stdout; `--check`
+ * exits 1 when a full run misses a target. Sizes must be whole numbers (exit 2 otherwise).
  *
  * Flags: --tokens 1000 --total-tokens 10000 --credentials 10 --secrets 3000 --secret-kib 100
  *   --idle-seconds 60 --p7-samples 50 --p7-interval 100 --renewal-tokens 10 --renewal-lifetime 20
- *   --renewal-window 90 --concurrency 32 --out bench-results.json --quick
+ *   --renewal-window 90 --concurrency 32 --out bench-results.json --quick --check
  *   --operator-arg <arg> (repeatable, passed to `run`) --node-options "<node flags>" (NODE_OPTIONS
  *   of the operator) --operator-env K=V (repeatable) --profile-dir <dir> (CPU profile of the operator + heap snapshot at P4)
  *   --log-level info --keep-logs <path prefix> (operator logs → <prefix>.1, <prefix>.2)
@@ -92,7 +93,8 @@ const { values: flags } = parseArgs({
     "renewal-lifetime": { type: "string" },
     "renewal-window": { type: "string" },
     concurrency: { type: "string" },
-    out: { type: "string", default: "bench-results.json" },
+    out: { type: "string" },
+    check: { type: "boolean", default: false },
     "operator-arg": { type: "string", multiple: true, default: [] },
     "profile-dir": { type: "string" },
     "log-level": { type: "string", default: "info" },
@@ -103,26 +105,32 @@ const { values: flags } = parseArgs({
 });
 
 const quick = flags.quick === true;
-const num = (name: keyof typeof flags, full: number, q: number): number => {
+/** A size flag: a whole number ≥ `min` (default for the full or the quick run). Exits 2 with a message otherwise. */
+const num = (name: keyof typeof flags, full: number, q: number, min = 1): number => {
   const raw = flags[name];
   const v = typeof raw === "string" ? Number(raw) : quick ? q : full;
-  if (!Number.isFinite(v) || v < 0) throw new RangeError(`--${name} must be a non-negative number`);
+  if (!Number.isInteger(v) || v < min) {
+    process.stderr.write(`bench: --${name} must be a whole number ≥ ${min} (got ${String(raw)})\n`);
+    process.exit(2);
+  }
   return v;
 };
 const SIZES = {
   tokens: num("tokens", 1000, 20),
   totalTokens: num("total-tokens", 10_000, 40),
-  credentials: Math.max(1, num("credentials", 10, 2)),
-  secrets: num("secrets", 3000, 6),
+  credentials: num("credentials", 10, 2),
+  secrets: num("secrets", 3000, 6, 0),
   secretKiB: num("secret-kib", 100, 1),
   idleSeconds: num("idle-seconds", 60, 2),
   p7Samples: num("p7-samples", 50, 3),
   p7IntervalMs: num("p7-interval", 100, 100),
-  renewalTokens: Math.max(1, num("renewal-tokens", 10, 3)),
-  renewalLifetimeSeconds: Math.max(4, num("renewal-lifetime", 20, 8)),
+  renewalTokens: num("renewal-tokens", 10, 3),
+  renewalLifetimeSeconds: num("renewal-lifetime", 20, 8, 4),
   renewalWindowSeconds: num("renewal-window", 90, 40),
-  concurrency: Math.max(1, num("concurrency", 32, 8)),
+  concurrency: num("concurrency", 32, 8),
 };
+/** Quick runs never overwrite the committed full-run figures. */
+const OUT = flags.out ?? (quick ? "bench-results.quick.json" : "bench-results.json");
 SIZES.totalTokens = Math.max(SIZES.totalTokens, SIZES.tokens);
 
 const started = Date.now();
@@ -693,6 +701,7 @@ async function main(): Promise<Results> {
   }
 }
 
+/** Issue 5's target per figure, as text ("≤ 10"); {@link verdict} checks it. */
 const TARGETS: Record<string, string> = {
   p1_all_ready_seconds: "≤ 10",
   p2_token_requests: `= ${SIZES.credentials}`,
@@ -723,12 +732,24 @@ const document = {
   finishedAt: new Date().toISOString(),
   durationSeconds: round((Date.now() - started) / 1000, 1),
 };
-writeFileSync(flags.out as string, `${JSON.stringify(document, null, 2)}\n`);
-const rows = RESULT_FIELDS.map((f) => [f, String(out[f]), TARGETS[f] ?? ""]);
-const w = [Math.max(...rows.map((r) => r[0]!.length)), Math.max(...rows.map((r) => r[1]!.length)), 16];
+writeFileSync(OUT, `${JSON.stringify(document, null, 2)}\n`);
+/** "✓" / "✗" for a target like "≤ 10", "= 0", "< 1"; "" when there is none. */
+function verdict(value: unknown, target: string | undefined): string {
+  const m = /^([≤=<]) ([\d.]+)$/.exec(target ?? "");
+  if (!m || typeof value !== "number") return "";
+  const t = Number(m[2]);
+  const ok = m[1] === "≤" ? value <= t : m[1] === "<" ? value < t : value === t;
+  return ok ? "✓" : "✗";
+}
+const rows = RESULT_FIELDS.map((f) => [f, String(out[f]), TARGETS[f] ?? "", verdict(out[f], TARGETS[f])]);
+const w = [Math.max(...rows.map((r) => r[0]!.length)), Math.max(...rows.map((r) => r[1]!.length)), 6, 2];
 const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(w[i] as number)).join(" | ")} |`;
-console.log(line(["figure", "value", "target"]));
+console.log(line(["figure", "value", "target", ""]));
 console.log(`|${w.map((x) => "-".repeat(x + 2)).join("|")}|`);
 for (const r of rows) console.log(line(r));
-console.log(`\nwritten to ${flags.out} (${document.durationSeconds} s)`);
-process.exit(0);
+const missed = rows.filter((r) => r[3] === "✗").map((r) => r[0]);
+console.log(
+  `\nwritten to ${OUT} (${document.durationSeconds} s)${quick ? "; quick sizes: the targets do not apply" : ""}`,
+);
+if (missed.length > 0 && !quick) console.log(`targets missed: ${missed.join(", ")}`);
+process.exit(flags.check && missed.length > 0 && !quick ? 1 : 0);

@@ -126,11 +126,15 @@ export const CONDITION_REASONS = {
   InvalidClient: "The token endpoint rejected the client id or secret (invalid_client, or HTTP 401).",
   UnauthorizedClient: "The client may not use this grant type (unauthorized_client, or HTTP 403).",
   InvalidScope: "A requested scope is unknown or not allowed for this client (invalid_scope).",
-  InvalidGrant: "The refresh token is invalid, expired, revoked or already used (invalid_grant).",
+  InvalidGrant: "The identity server rejected the grant (invalid_grant) of a client-credentials request.",
+  RefreshTokenInvalid:
+    "RefreshToken grant: the stored refresh token is invalid, expired, revoked or already used (invalid_grant); run `nexar-token-operator login` again.",
   AccessDenied: "The identity server denied the request (access_denied).",
   // transient
   TokenEndpointUnavailable: "The token endpoint answered with HTTP 5xx or an unexpected status.",
-  RateLimited: "The token endpoint answered HTTP 429, or the operator's own issuance limiter is holding the request.",
+  RateLimited: "The token endpoint answered HTTP 429 (Too Many Requests).",
+  IssuanceLimited:
+    "The token request is queued by the operator's per-client issuance limiter (--issuance-limits); Ready stays True while the current token is valid.",
   InvalidResponse: "The token endpoint answered 2xx with a body that is not a valid token response.",
   Timeout: "The token request timed out.",
   ConnectionFailed: "The token endpoint could not be reached (DNS, TCP, TLS or connection reset).",
