@@ -16,7 +16,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Option } from "commander";
 import type { Command } from "commander";
 import * as oidc from "openid-client";
-import { parseGoDuration } from "../api/duration.ts";
 import { DEFAULT_TOKEN_URL } from "../api/constants.ts";
 import { KubeApiError, type KubeClient, type Secret } from "../kube/client.ts";
 import { secretPath } from "../kube/paths.ts";
@@ -27,6 +26,7 @@ import {
   EXIT_OK,
   connectKube,
   describeError,
+  durationFlagMs,
   newVerb,
   runAction,
   usageError,
@@ -134,12 +134,7 @@ export function planLogin(o: LoginOptions): LoginPlan {
     if (u.protocol === "http:" && o.allowInsecureTokenUrl) continue;
     throw usageError(`${flag} must be https:// (--allow-insecure-token-url allows http:// for local testing)`);
   }
-  let timeoutMs: number;
-  try {
-    timeoutMs = parseGoDuration(o.timeout) * 1000;
-  } catch (err) {
-    throw usageError(`--timeout: ${(err as Error).message}`);
-  }
+  const timeoutMs = durationFlagMs("--timeout", o.timeout);
   if (!(timeoutMs > 0)) throw usageError("--timeout must be positive");
   for (const [flag, key] of [
     ["--client-id-key", o.clientIdKey],

@@ -7,11 +7,19 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import { ANNOTATION_REFRESH_REQUESTED_AT } from "../api/constants.ts";
-import { parseGoDuration } from "../api/duration.ts";
 import type { NexarToken } from "../api/types.ts";
 import { KubeApiError } from "../kube/client.ts";
 import { nexarTokenPath } from "../kube/paths.ts";
-import { CliError, EXIT_OK, connectKube, newVerb, runAction, usageError, withKubeOptions } from "./status.ts";
+import {
+  CliError,
+  EXIT_OK,
+  connectKube,
+  durationFlagMs,
+  newVerb,
+  runAction,
+  usageError,
+  withKubeOptions,
+} from "./status.ts";
 
 /** Options of `refresh`. */
 export interface RefreshOptions {
@@ -79,12 +87,7 @@ export async function refresh(
   out: (s: string) => void = (s) => process.stdout.write(s),
   pollMs = 500,
 ): Promise<number> {
-  let timeoutMs: number;
-  try {
-    timeoutMs = parseGoDuration(o.timeout) * 1000;
-  } catch (err) {
-    throw usageError(`--timeout: ${(err as Error).message}`);
-  }
+  const timeoutMs = durationFlagMs("--timeout", o.timeout);
   if (!(timeoutMs > 0)) throw usageError("--timeout must be positive");
   const ctx = await connectKube(o);
   const path = nexarTokenPath(ctx.namespace, name);

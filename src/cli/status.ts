@@ -3,6 +3,7 @@
  * pieces every client verb shares: exit codes, errors, the `--kubeconfig` / `-n` options and the
  * connection to the Kubernetes API.
  */
+import { parseGoDuration } from "../api/duration.ts";
 import { KubeConfig } from "../kube/kubeconfig.ts";
 import { Command, Option, type CommanderError } from "commander";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
@@ -32,6 +33,18 @@ export class CliError extends Error {
 /** A {@link CliError} with {@link EXIT_USAGE}. */
 export function usageError(message: string): CliError {
   return new CliError(message, EXIT_USAGE);
+}
+
+/**
+ * The value of a duration flag (Go duration syntax, e.g. `90s`, `2m`) in milliseconds.
+ * @throws CliError ({@link EXIT_USAGE}) naming `flag` when it does not parse.
+ */
+export function durationFlagMs(flag: string, raw: string): number {
+  try {
+    return parseGoDuration(raw) * 1000;
+  } catch (err) {
+    throw usageError(`${flag}: ${(err as Error).message}`);
+  }
 }
 
 /**

@@ -6,13 +6,21 @@
 import { Option, type Command } from "commander";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { DEFAULT_TOKEN_URL } from "../api/constants.ts";
-import { parseGoDuration } from "../api/duration.ts";
 import type { Secret } from "../kube/client.ts";
 import { secretPath } from "../kube/paths.ts";
 import { TokenClient, TokenEndpointError, type IssuedToken } from "../oauth/index.ts";
 import type { ClientAuthentication } from "../oauth/types.ts";
 import { secretValue } from "../controller/credentials.ts";
-import { CliError, EXIT_OK, connectKube, newVerb, runAction, usageError, withKubeOptions } from "./status.ts";
+import {
+  CliError,
+  EXIT_OK,
+  connectKube,
+  durationFlagMs,
+  newVerb,
+  runAction,
+  usageError,
+  withKubeOptions,
+} from "./status.ts";
 
 /** Options of `token` as commander parses them. */
 export interface TokenOptions {
@@ -118,12 +126,7 @@ export async function token(
   }
   const scopes = [...new Set(o.scopes.split(/[\s,]+/).filter(Boolean))];
   if (scopes.length === 0) throw usageError("--scopes is empty");
-  let timeoutMs: number;
-  try {
-    timeoutMs = parseGoDuration(o.timeout) * 1000;
-  } catch (err) {
-    throw usageError(`--timeout: ${(err as Error).message}`);
-  }
+  const timeoutMs = durationFlagMs("--timeout", o.timeout);
 
   let clientId: string;
   let clientSecret: string;
