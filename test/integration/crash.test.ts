@@ -21,15 +21,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
-import { DEFAULT_REDIRECT_URI, tokenSha256, type IdentityServer } from "../harness/identity.ts";
+import { DEFAULT_REDIRECT_URI, tokenSha256 } from "../harness/identity.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import { KubeClient, type Secret, type WatchEvent } from "../../src/kube/client.ts";
 import { nexarTokenPath } from "../../src/kube/paths.ts";
-import { createPkcePair, createState } from "../../src/oauth/pkce.ts";
 import type { NexarToken } from "../../src/api/types.ts";
 import { readFileSync } from "node:fs";
 import { CLI } from "../harness/operator.ts";
-import { decode, startEnv, waitFor, type Env } from "./env.ts";
+import { consent, decode, startEnv, waitFor, type Env } from "./env.ts";
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 50);
 const NS = "crash";
@@ -85,38 +84,6 @@ function prng(seed: number): () => number {
   };
 }
 
-async function consent(idp: IdentityServer, clientId: string, clientSecret: string): Promise<string> {
-  const pkce = createPkcePair();
-  const state = createState();
-  const url = new URL(idp.authorizationUrl);
-  url.search = new URLSearchParams({
-    response_type: "code",
-    client_id: clientId,
-    redirect_uri: DEFAULT_REDIRECT_URI,
-    scope: "openid design.domain user.access offline_access",
-    code_challenge: pkce.challenge,
-    code_challenge_method: "S256",
-    state,
-  }).toString();
-  const redirect = await idp.completeAuthorization(url.href);
-  const res = await fetch(idp.tokenUrl, {
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code: redirect.searchParams.get("code") as string,
-      redirect_uri: DEFAULT_REDIRECT_URI,
-      code_verifier: pkce.verifier,
-      client_id: clientId,
-      client_secret: clientSecret,
-    }),
-  });
-  const body = (await res.json()) as { refresh_token?: string };
-  if (res.status !== 200 || !body.refresh_token) throw new Error(`code exchange failed: HTTP ${res.status}`);
-  env.secrets.add(body.refresh_token);
-  return body.refresh_token;
-}
-
 interface SecretEvent {
   name: string;
   rv: number;
@@ -126,6 +93,8 @@ interface SecretEvent {
   accessTokenSha?: string;
 }
 
+/** Scopes of the consents in this file. */
+const CRASH_SCOPE = "openid design.domain user.access offline_access";
 const CLIENT = { clientId: "crash-app", clientSecret: "crash-secret-8b7e6d5c4a" };
 const start = () =>
   startOperator({ kubeconfig: env.cp.kubeconfigPath, namespaces: [NS], extraArgs: leaderArgs, logLevel: "info" }).then(
@@ -213,7 +182,7 @@ describe("crash safety of refresh-token rotation", () => {
     for (const name of CREDENTIALS) {
       await env.credentials(NS, name, {
         ...CLIENT,
-        refreshToken: await consent(env.idp, CLIENT.clientId, CLIENT.clientSecret),
+        refreshToken: await consent(env, CLIENT.clientId, CLIENT.clientSecret, CRASH_SCOPE),
       });
     }
     for (const t of TOKENS) {
@@ -271,7 +240,7 @@ describe("crash safety of refresh-token rotation", () => {
         deaths.push({ round, creds });
         await env.credentials(NS, creds, {
           ...CLIENT,
-          refreshToken: await consent(env.idp, CLIENT.clientId, CLIENT.clientSecret),
+          refreshToken: await consent(env, CLIENT.clientId, CLIENT.clientSecret, CRASH_SCOPE),
         });
       }
       if (invalid.length > 0) await settle(value, { acceptInvalid: false });

@@ -7,7 +7,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi, EventsV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../harness/controlplane.ts";
-import { startIdentityServer, type IdentityServer, type IdentityClient } from "../harness/identity.ts";
+import {
+  DEFAULT_REDIRECT_URI,
+  startIdentityServer,
+  type IdentityServer,
+  type IdentityClient,
+} from "../harness/identity.ts";
+import { createPkcePair, createState } from "../../src/oauth/pkce.ts";
 import { apiErrorCode, applyCrd, createNamespace, loadKubeConfig, waitFor } from "../harness/kube.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import type { NexarToken } from "../../src/api/types.ts";
@@ -197,4 +203,48 @@ export async function startEnv(opts: EnvOptions = {}): Promise<Env> {
     },
   };
   return env;
+}
+
+/** Scopes `login` requests by default (SPEC §6). */
+const LOGIN_SCOPE = "openid profile email design.domain user.access offline_access";
+
+/**
+ * A user's consent, as `login` gets it: authorization code + PKCE S256 through the identity
+ * server's interaction pages (no browser), then the code exchange with the client secret. The
+ * refresh token is added to `env.secrets` so the suite's scans look for it.
+ * @param scope space-separated scopes, default `login`'s.
+ * @returns the refresh token.
+ * @throws Error when the redirect's `state` does not match or the exchange is not HTTP 200 with a refresh token.
+ */
+export async function consent(env: Env, clientId: string, clientSecret: string, scope = LOGIN_SCOPE): Promise<string> {
+  const pkce = createPkcePair();
+  const state = createState();
+  const url = new URL(env.idp.authorizationUrl);
+  url.search = new URLSearchParams({
+    response_type: "code",
+    client_id: clientId,
+    redirect_uri: DEFAULT_REDIRECT_URI,
+    scope,
+    code_challenge: pkce.challenge,
+    code_challenge_method: "S256",
+    state,
+  }).toString();
+  const redirect = await env.idp.completeAuthorization(url.href);
+  if (redirect.searchParams.get("state") !== state) throw new Error("consent: the redirect's state does not match");
+  const res = await fetch(env.idp.tokenUrl, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code: redirect.searchParams.get("code") as string,
+      redirect_uri: DEFAULT_REDIRECT_URI,
+      code_verifier: pkce.verifier,
+      client_id: clientId,
+      client_secret: clientSecret,
+    }),
+  });
+  const body = (await res.json()) as { refresh_token?: string };
+  if (res.status !== 200 || !body.refresh_token) throw new Error(`consent: code exchange failed: HTTP ${res.status}`);
+  env.secrets.add(body.refresh_token);
+  return body.refresh_token;
 }

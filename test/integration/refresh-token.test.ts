@@ -6,11 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
-import { DEFAULT_REDIRECT_URI, tokenSha256, type IdentityServer } from "../harness/identity.ts";
+import { DEFAULT_REDIRECT_URI, tokenSha256 } from "../harness/identity.ts";
 import { KubeClient, type Secret, type WatchEvent } from "../../src/kube/client.ts";
 import { nexarTokenPath } from "../../src/kube/paths.ts";
-import { createPkcePair, createState } from "../../src/oauth/pkce.ts";
-import { decode, startEnv, waitFor, type Env } from "./env.ts";
+import { consent, decode, startEnv, waitFor, type Env } from "./env.ts";
 
 let env: Env;
 let kube: KubeClient;
@@ -32,43 +31,6 @@ afterAll(async () => {
 
 const SCOPES = ["design.domain", "user.access"];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * A user's consent, as `login` gets it: authorization code + PKCE S256 through the identity
- * server's interaction pages, then the code exchange. Resolves to the refresh token.
- */
-async function consent(idp: IdentityServer, clientId: string, clientSecret: string): Promise<string> {
-  const pkce = createPkcePair();
-  const state = createState();
-  const url = new URL(idp.authorizationUrl);
-  url.search = new URLSearchParams({
-    response_type: "code",
-    client_id: clientId,
-    redirect_uri: DEFAULT_REDIRECT_URI,
-    scope: "openid profile email design.domain user.access offline_access",
-    code_challenge: pkce.challenge,
-    code_challenge_method: "S256",
-    state,
-  }).toString();
-  const redirect = await idp.completeAuthorization(url.href);
-  expect(redirect.searchParams.get("state")).toBe(state);
-  const res = await fetch(idp.tokenUrl, {
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code: redirect.searchParams.get("code") as string,
-      redirect_uri: DEFAULT_REDIRECT_URI,
-      code_verifier: pkce.verifier,
-      client_id: clientId,
-      client_secret: clientSecret,
-    }),
-  });
-  const body = (await res.json()) as { refresh_token?: string };
-  expect(res.status).toBe(200);
-  env.secrets.add(body.refresh_token as string);
-  return body.refresh_token as string;
-}
 
 /** Uses a refresh token once (client_secret_post). */
 async function useRefreshToken(clientId: string, clientSecret: string, rt: string): Promise<number> {
@@ -174,7 +136,7 @@ describe("grant: RefreshToken with rotation", () => {
       clientSecret: "rotation-secret-5f2c9d1e",
       redirectUris: [DEFAULT_REDIRECT_URI],
     });
-    const rt0 = await consent(env.idp, c.clientId, c.clientSecret);
+    const rt0 = await consent(env, c.clientId, c.clientSecret);
     const watch = await watchSecrets(ns);
     await env.credentials(ns, "creds", { clientId: c.clientId, clientSecret: c.clientSecret, refreshToken: rt0 });
     // two NexarTokens share one credentials Secret: their refreshes must be serialised
@@ -236,7 +198,7 @@ describe("grant: RefreshToken with rotation", () => {
     await env.credentials(ns, "creds", {
       clientId: c.clientId,
       clientSecret: c.clientSecret,
-      refreshToken: await consent(env.idp, c.clientId, c.clientSecret),
+      refreshToken: await consent(env, c.clientId, c.clientSecret),
     });
     await env.createToken(ns, "design", designToken("creds", "design-token"));
     await env.waitReady(ns, "design", "True");
@@ -271,7 +233,7 @@ describe("grant: RefreshToken with rotation", () => {
     expect((await env.getToken(ns, "design")).status?.failedAttempts).toBe(1);
 
     // a new login writes a new refresh token: picked up at once, not after the backoff
-    const fresh = await consent(env.idp, c.clientId, c.clientSecret);
+    const fresh = await consent(env, c.clientId, c.clientSecret);
     const t0 = Date.now();
     await env.credentials(ns, "creds", { clientId: c.clientId, clientSecret: c.clientSecret, refreshToken: fresh });
     await env.waitReady(ns, "design", "True", "TokenIssued", 20_000);
@@ -292,7 +254,7 @@ describe("grant: RefreshToken with rotation", () => {
     await env.credentials(ns, "creds", {
       clientId: c.clientId,
       clientSecret: c.clientSecret,
-      refreshToken: await consent(env.idp, c.clientId, c.clientSecret),
+      refreshToken: await consent(env, c.clientId, c.clientSecret),
     });
     await env.createToken(ns, "design", designToken("creds", "design-token"));
     await env.waitReady(ns, "design", "True");
@@ -300,7 +262,7 @@ describe("grant: RefreshToken with rotation", () => {
     await sleep(3_000); // the rotated token's write is a Secret event: it must not cause a fetch
     expect(refreshRequests(c.clientId)).toHaveLength(1);
 
-    const fresh = await consent(env.idp, c.clientId, c.clientSecret);
+    const fresh = await consent(env, c.clientId, c.clientSecret);
     await env.credentials(ns, "creds", { clientId: c.clientId, clientSecret: c.clientSecret, refreshToken: fresh });
     await waitFor(
       "a fetch with the new login's refresh token",
@@ -323,7 +285,7 @@ describe("grant: RefreshToken with rotation", () => {
       clientSecret: "persist-secret-9e8d7c6b",
       redirectUris: [DEFAULT_REDIRECT_URI],
     });
-    const rt0 = await consent(env.idp, c.clientId, c.clientSecret);
+    const rt0 = await consent(env, c.clientId, c.clientSecret);
     // an immutable credentials Secret: the operator can read it, but no write of a rotated token succeeds
     await env.core.createNamespacedSecret({
       namespace: ns,
