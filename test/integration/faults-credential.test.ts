@@ -13,10 +13,10 @@
  * The operator runs with the TEST-ONLY backoff scale 0.01 (NEXAR_OPERATOR_BACKOFF_SCALE), so the
  * credential backoff is 3 s → 6 → 12 → 24 → 36 s (cap): one scaled hour is 36 s.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startEnv, waitFor, type Env } from "./env.ts";
+import { describe, expect, it } from "vitest";
+import { waitFor, type Env } from "./env.ts";
 import {
-  dumpOperatorLogs,
+  faultSuite,
   eventsFor,
   gapsMs,
   issued,
@@ -34,21 +34,11 @@ const CAP_MS = 3_600_000 * SCALE;
 const SLACK_MS = 2_500;
 
 let env: Env;
-beforeAll(async () => {
-  env = await startEnv({ operatorEnv: { NEXAR_OPERATOR_BACKOFF_SCALE: String(SCALE) } });
-});
-afterEach(() => env?.idp.setFault(undefined));
-afterAll(async () => {
-  if (!env) return;
-  dumpOperatorLogs(env, "faults-credential");
-  await env.scanForSecrets();
-  await env.stop();
-});
-
-const observed: string[] = [];
-afterAll(() => {
-  if (observed.length > 0) console.log(`observed (scale ${SCALE}):\n${observed.join("\n")}`);
-});
+const observed = faultSuite(
+  "faults-credential",
+  { scale: SCALE, heading: `observed (scale ${SCALE})` },
+  (e) => (env = e),
+);
 
 /** Failure log records of `ns/name` from every operator process so far (restarts included). */
 function allFailureLogs(ns: string, name: string): Record<string, unknown>[] {

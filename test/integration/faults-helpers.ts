@@ -3,13 +3,14 @@
  * set up a namespace with a client and a NexarToken, read the identity server's request log for
  * one client, observed backoff gaps, Events of one NexarToken, operator log records.
  */
+import { afterAll, afterEach, beforeAll } from "vitest";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type EventsV1Event } from "@kubernetes/client-node";
 import type { TokenRequestRecord } from "../harness/identity.ts";
 import type { Condition } from "../../src/controller/status.ts";
 import type { NexarToken } from "../../src/api/types.ts";
-import { waitFor, type Env } from "./env.ts";
+import { startEnv, waitFor, type Env } from "./env.ts";
 
 export const G = { group: "nexar-operator.io", version: "v1alpha1", plural: "nexartokens" } as const;
 
@@ -141,4 +142,39 @@ export function dumpOperatorLogs(env: Env, file: string): void {
   if (!dir) return;
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${file}.operator.log`), env.operators.map((o) => o.lines.join("\n")).join("\n----\n"));
+}
+
+/**
+ * Registers the hooks of a fault suite: one env whose operator runs with the test-only backoff
+ * scale `scale` (and `operatorArgs`), no fault left behind after a test, and at the end the
+ * operator logs dumped (see {@link dumpOperatorLogs}), the secret scan, the teardown, and the
+ * figures pushed onto the returned array printed under `heading` (e.g. "observed (scale 0.1)").
+ * @param onStart receives the env once started (assign it to the file's `env`).
+ * @returns the array of observed figures to print at the end.
+ */
+export function faultSuite(
+  name: string,
+  o: { scale: number; operatorArgs?: string[]; heading: string },
+  onStart: (env: Env) => void,
+): string[] {
+  let env: Env | undefined;
+  const observed: string[] = [];
+  beforeAll(async () => {
+    env = await startEnv({
+      operatorEnv: { NEXAR_OPERATOR_BACKOFF_SCALE: String(o.scale) },
+      ...(o.operatorArgs ? { operatorArgs: o.operatorArgs } : {}),
+    });
+    onStart(env);
+  });
+  afterEach(() => env?.idp.setFault(undefined));
+  afterAll(async () => {
+    if (!env) return;
+    dumpOperatorLogs(env, name);
+    await env.scanForSecrets();
+    await env.stop();
+  });
+  afterAll(() => {
+    if (observed.length > 0) console.log(`${o.heading}:\n${observed.join("\n")}`);
+  });
+  return observed;
 }

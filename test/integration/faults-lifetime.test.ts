@@ -6,11 +6,11 @@
  *
  * The operator runs with the TEST-ONLY backoff scale 0.1 (credential backoff 5 min → 30 s).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { decodeJwt } from "jose";
-import { startEnv, waitFor, type Env } from "./env.ts";
+import { waitFor, type Env } from "./env.ts";
 import {
-  dumpOperatorLogs,
+  faultSuite,
   failureLogs,
   gapsMs,
   issued,
@@ -25,21 +25,11 @@ import {
 const SCALE = 0.1;
 
 let env: Env;
-beforeAll(async () => {
-  env = await startEnv({ operatorEnv: { NEXAR_OPERATOR_BACKOFF_SCALE: String(SCALE) } });
-});
-afterEach(() => env?.idp.setFault(undefined));
-afterAll(async () => {
-  if (!env) return;
-  dumpOperatorLogs(env, "faults-lifetime");
-  await env.scanForSecrets();
-  await env.stop();
-});
-
-const observed: string[] = [];
-afterAll(() => {
-  if (observed.length > 0) console.log(`observed (scale ${SCALE}):\n${observed.join("\n")}`);
-});
+const observed = faultSuite(
+  "faults-lifetime",
+  { scale: SCALE, heading: `observed (scale ${SCALE})` },
+  (e) => (env = e),
+);
 
 describe("lifetime of the token response", () => {
   it("without expires_in, the expiry comes from the JWT exp", async () => {

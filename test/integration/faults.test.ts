@@ -10,11 +10,11 @@
  * transient backoff 2 s → 5 min becomes 0.2 s → 30 s, the 429 cap 15 min becomes 90 s. The token
  * request timeout is 2 s (`--request-timeout 2s`).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Fault } from "../harness/identity.ts";
-import { startEnv, waitFor, type Env } from "./env.ts";
+import { waitFor, type Env } from "./env.ts";
 import {
-  dumpOperatorLogs,
+  faultSuite,
   eventsFor,
   failureLogs,
   gapsMs,
@@ -34,25 +34,16 @@ const transientMs = (n: number): number => Math.min(2_000 * 2 ** (n - 1), 300_00
 const SLACK_MS = 2_500;
 
 let env: Env;
-beforeAll(async () => {
-  env = await startEnv({
-    operatorEnv: { NEXAR_OPERATOR_BACKOFF_SCALE: String(SCALE) },
-    operatorArgs: ["--request-timeout", `${TIMEOUT_MS / 1000}s`],
-  });
-});
-afterEach(() => env?.idp.setFault(undefined));
-afterAll(async () => {
-  if (!env) return;
-  dumpOperatorLogs(env, "faults");
-  await env.scanForSecrets();
-  await env.stop();
-});
-
 /** Observed figures, printed at the end for the issue note. */
-const observed: string[] = [];
-afterAll(() => {
-  if (observed.length > 0) console.log(`observed backoff (scale ${SCALE}):\n${observed.join("\n")}`);
-});
+const observed = faultSuite(
+  "faults",
+  {
+    scale: SCALE,
+    operatorArgs: ["--request-timeout", `${TIMEOUT_MS / 1000}s`],
+    heading: `observed backoff (scale ${SCALE})`,
+  },
+  (e) => (env = e),
+);
 
 interface TransientCase {
   name: string;
