@@ -81,6 +81,9 @@ export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefi
   return Number.isFinite(n) && n > 0 && n <= 1 ? n : 1;
 }
 
+/** Credentials Secrets kept in memory at most (least recently used dropped first). */
+const CREDENTIALS_CACHE_ENTRIES = 1024;
+
 /** Attempts of one Secret write when the API server answers 409 Conflict (SPEC §3.7). */
 export const SECRET_WRITE_ATTEMPTS = 3;
 
@@ -254,7 +257,8 @@ export class Reconciler {
     const fresh = await this.d.kube.getOrUndefined<Secret>(secretPath(ns, name));
     if (fresh) {
       this.credentials.set(key, fresh);
-      if (this.credentials.size > 1024) this.credentials.delete(this.credentials.keys().next().value as string);
+      if (this.credentials.size > CREDENTIALS_CACHE_ENTRIES)
+        this.credentials.delete(this.credentials.keys().next().value as string);
     } else this.credentials.delete(key);
     return fresh;
   }
@@ -354,11 +358,7 @@ export class Reconciler {
     const uid = nt.metadata.uid as string;
     const ownerExists = (k: string) => this.d.getNexarToken(k) !== undefined;
     const own = checkOwnership(existing, key, spec.target.adopt, ownerExists, uid);
-    if (!own.ok) {
-      this.d.events.warn(nt, "SecretConflict", own.message);
-      await this.writeStatus(nt, status, this.failed(status, generation, "SecretConflict", own.message));
-      return {};
-    }
+    if (!own.ok) return this.secretConflict(nt, status, status, generation, own.message);
 
     // 4. the held token: memory first, else what the Secret holds (restart, leader change).
     const nowMs = this.now();
@@ -605,10 +605,7 @@ export class Reconciler {
             const again = checkOwnership(current, key, spec.target.adopt, ownerExists, uid);
             if (!again.ok) {
               this.verified.delete(key);
-              this.d.events.warn(nt, "SecretConflict", again.message);
-              const base = await statusBase();
-              await this.writeStatus(nt, base, this.failed(status, generation, "SecretConflict", again.message));
-              return {};
+              return this.secretConflict(nt, await statusBase(), status, generation, again.message);
             }
           }
         }
@@ -747,6 +744,22 @@ export class Reconciler {
       // Unknown whether the current refresh request was attempted before the restart: assume so.
       refreshAttempted: nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT],
     };
+  }
+
+  /**
+   * The target Secret belongs to someone else (SPEC §3.6): a Warning Event and `Ready=False,
+   * reason=SecretConflict`, written against `base` (the status as last written); no requeue.
+   */
+  private async secretConflict(
+    nt: NexarToken,
+    base: TokenStatus,
+    status: TokenStatus,
+    generation: number,
+    message: string,
+  ): Promise<Result> {
+    this.d.events.warn(nt, "SecretConflict", message);
+    await this.writeStatus(nt, base, this.failed(status, generation, "SecretConflict", message));
+    return {};
   }
 
   private failed(status: TokenStatus, generation: number, reason: string, message: string): TokenStatus {
