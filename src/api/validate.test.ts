@@ -33,7 +33,7 @@ describe("validateNexarToken", () => {
         scopes: ["openid", "profile", "email", "design.domain", "user.access", "offline_access"],
         tokenUrl: "https://identity.nexar.com/connect/token?x=1",
         clientAuthentication: "ClientSecretBasic",
-        credentialsSecretRef: { name: "nexar-app", clientIdKey: "id", clientSecretKey: "s", refreshTokenKey: "rt" },
+        credentialsSecretRef: { name: "nexar-app", clientIdKey: ".id", clientSecretKey: "s", refreshTokenKey: "r..t" },
         renewBeforePercentage: 33,
         fallbackLifetime: "1h",
         target: {
@@ -111,6 +111,11 @@ describe("validateNexarToken", () => {
       "dot-dot key",
       token({ credentialsSecretRef: { name: "a", clientSecretKey: "..x" } }),
       /clientSecretKey must be a valid Secret data key/,
+    ],
+    [
+      "dot key",
+      token({ credentialsSecretRef: { name: "a", clientIdKey: "." } }),
+      /^spec.credentialsSecretRef.clientIdKey: clientIdKey must be a valid Secret data key/,
     ],
     [
       "both renewals",

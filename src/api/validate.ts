@@ -5,7 +5,8 @@
  * not trust that alone (the CRD may be older than the operator, or installed without validation),
  * and some rules cannot be expressed in the CRD. So, in order:
  *  1. object shape: apiVersion, kind, metadata.name;
- *  2. the spec against the TypeBox schema (`Value.Errors`), which the CRD is generated from;
+ *  2. the spec against the TypeBox schema (`Value.Errors`), which the CRD is generated from (a
+ *     failed `pattern` is reported with the message `schema.ts` gives it, see `patterned`);
  *  3. the TypeScript twins of every CEL rule in `schema.ts`;
  *  4. operator-only rules: https unless the development flag is on, a parsable token URL, no
  *     duplicate scopes, Kubernetes label / annotation syntax, keys required by built-in Secret types.
@@ -22,6 +23,7 @@ import {
   NexarTokenSchema,
   NexarTokenSpecSchema,
   NexarTokenStatusSchema,
+  PATTERN_MESSAGE,
   RULE_CHECKS,
   type StoredCelRule,
 } from "./schema.ts";
@@ -139,6 +141,10 @@ function describe(e: ValueError): string {
       return `must be at most ${String(e.schema["maxLength"])} characters long`;
     case ValueErrorType.StringMinLength:
       return `must be at least ${String(e.schema["minLength"])} character(s) long`;
+    case ValueErrorType.StringPattern: {
+      const message = (e.schema as { [PATTERN_MESSAGE]?: string })[PATTERN_MESSAGE];
+      return message ?? `must match ${String(e.schema["pattern"])}, got ${JSON.stringify(e.value)}`;
+    }
     case ValueErrorType.StringFormat:
       return `must be a ${String(e.schema["format"])} (RFC 3339), got ${JSON.stringify(e.value)}`;
     default:

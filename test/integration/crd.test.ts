@@ -206,7 +206,7 @@ describe("NexarToken CRD on a real API server", () => {
     [
       "a scope with a space",
       minimalSpec({ scopes: ["supply domain"] }),
-      /spec\.scopes\[0\]: Invalid value: "supply domain": each scope must be a single OAuth scope-token without spaces/,
+      /spec\.scopes\[0\]: Invalid value: "supply domain": spec\.scopes\[0\] in body should match '\^\[!#-/,
       /^spec\.scopes\[0\]: each scope must be a single OAuth scope-token/,
     ],
     [
@@ -242,13 +242,13 @@ describe("NexarToken CRD on a real API server", () => {
     [
       "tokenUrl ftp://",
       minimalSpec({ tokenUrl: "ftp://identity.nexar.com/connect/token" }),
-      /spec\.tokenUrl: Invalid value: "ftp:\/\/identity\.nexar\.com\/connect\/token": tokenUrl must be an absolute https:\/\//,
+      /spec\.tokenUrl: Invalid value: "ftp:\/\/identity\.nexar\.com\/connect\/token": spec\.tokenUrl in body should match '\^https\?:/,
       /^spec\.tokenUrl: tokenUrl must be an absolute https:\/\//,
     ],
     [
       "a tokenUrl with credentials in it",
       minimalSpec({ tokenUrl: "https://user:pass@identity.nexar.com/connect/token" }),
-      /spec\.tokenUrl: Invalid value: .*without user-info/,
+      /spec\.tokenUrl: Invalid value: "https:\/\/user:pass@identity\.nexar\.com\/connect\/token": spec\.tokenUrl in body should match/,
       /^spec\.tokenUrl: .*without user-info/,
     ],
     [
@@ -278,13 +278,13 @@ describe("NexarToken CRD on a real API server", () => {
     [
       "an upper-case credentials Secret name",
       minimalSpec({ credentialsSecretRef: { name: "Nexar-App" } }),
-      /spec\.credentialsSecretRef\.name: Invalid value: "Nexar-App": .*valid Kubernetes object name/,
+      /spec\.credentialsSecretRef\.name: Invalid value: "Nexar-App": spec\.credentialsSecretRef\.name in body should match '\^\[a-z0-9\]/,
       /^spec\.credentialsSecretRef\.name: .*valid Kubernetes object name/,
     ],
     [
       "a credentials key with a space",
       minimalSpec({ credentialsSecretRef: { name: "nexar-app", clientSecretKey: "client secret" } }),
-      /spec\.credentialsSecretRef\.clientSecretKey: Invalid value: "client secret": clientSecretKey must be a valid Secret data key/,
+      /spec\.credentialsSecretRef\.clientSecretKey: Invalid value: "client secret": spec\.credentialsSecretRef\.clientSecretKey in body should match/,
       /^spec\.credentialsSecretRef\.clientSecretKey: clientSecretKey must be a valid Secret data key/,
     ],
     [
@@ -339,10 +339,14 @@ describe("NexarToken CRD on a real API server", () => {
     [
       "a tokenUrl with a fragment",
       minimalSpec({ tokenUrl: "https://identity.nexar.com/connect/token#x" }),
-      /spec\.tokenUrl: .*fragment/,
+      /spec\.tokenUrl: Invalid value: "https:\/\/identity\.nexar\.com\/connect\/token#x": .*should match/,
     ],
     ["an empty tokenUrl", minimalSpec({ tokenUrl: "" }), /spec\.tokenUrl: Invalid value: "": .*at least 1 chars/],
-    ["a relative tokenUrl", minimalSpec({ tokenUrl: "/connect/token" }), /spec\.tokenUrl: .*absolute https:\/\//],
+    [
+      "a relative tokenUrl",
+      minimalSpec({ tokenUrl: "/connect/token" }),
+      /spec\.tokenUrl: Invalid value: "\/connect\/token": .*should match/,
+    ],
     [
       "a negative percentage",
       minimalSpec({ renewBeforePercentage: -5 }),
@@ -409,6 +413,16 @@ describe("NexarToken CRD on a real API server", () => {
       /spec\.target\.template\.big: Too long: may not be (longer than|more than) 4096/,
     ],
     [
+      "a credentials key '.'",
+      minimalSpec({ credentialsSecretRef: { name: "nexar-app", clientIdKey: "." } }),
+      /spec\.credentialsSecretRef\.clientIdKey: Invalid value: "\.": .*should match/,
+    ],
+    [
+      "a credentials key starting with '..'",
+      minimalSpec({ credentialsSecretRef: { name: "nexar-app", refreshTokenKey: "..token" } }),
+      /spec\.credentialsSecretRef\.refreshTokenKey: Invalid value: "\.\.token": .*should match/,
+    ],
+    [
       "an unknown grant case",
       minimalSpec({ grant: "clientcredentials" }),
       /spec\.grant: Unsupported value: "clientcredentials"/,
@@ -439,7 +453,7 @@ describe("NexarToken CRD on a real API server", () => {
     [
       "custom credential keys",
       minimalSpec({
-        credentialsSecretRef: { name: "a.b-c", clientIdKey: "id.txt", clientSecretKey: "_s", refreshTokenKey: "a..b" },
+        credentialsSecretRef: { name: "a.b-c", clientIdKey: ".id", clientSecretKey: "_s", refreshTokenKey: "a..b" },
       }),
     ],
     [
