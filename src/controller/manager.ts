@@ -50,6 +50,8 @@ export class Manager {
   private readonly tokens: Informer<NexarToken>;
   private readonly secrets: Informer<KubeObject>;
   private readonly index = new SecretIndex();
+  /** Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see secretChanged). */
+  private readonly echoes = new Map<string, string>();
   private readonly limiter = new ItemExponentialFailureRateLimiter();
   private readonly reconciler: Reconciler;
   private server: Server | undefined;
@@ -106,9 +108,9 @@ export class Manager {
       accept: { list: ACCEPT_METADATA_LIST, watch: ACCEPT_METADATA },
       logger: log,
       handlers: {
-        onUpdate: (s) => this.secretChanged(s),
-        onAdd: (s) => this.secretChanged(s),
-        onDelete: (s) => this.secretChanged(s),
+        onUpdate: (s) => this.secretChanged(s, true),
+        onAdd: (s) => this.secretChanged(s, true),
+        onDelete: (s) => this.secretChanged(s, false),
       },
     });
     this.reconciler = new Reconciler({
@@ -123,8 +125,33 @@ export class Manager {
     });
   }
 
-  private secretChanged(s: KubeObject): void {
-    for (const key of this.index.referencing(keyOf(s))) this.queue.add(key);
+  /**
+   * Enqueues the NexarTokens referencing Secret `s`, except — for an add or update (`present`) —
+   * those whose reconciler knows this resourceVersion as the one it wrote to their target: the
+   * echo of the operator's own write, which would otherwise cost one idle reconcile per write.
+   * The echo often arrives before the write's response, so while the NexarToken is being
+   * reconciled the decision waits for the reconcile's end ({@link settleEcho}).
+   */
+  private secretChanged(s: KubeObject, present: boolean): void {
+    const rv = s.metadata.resourceVersion;
+    for (const key of this.index.referencing(keyOf(s))) {
+      if (present && rv !== undefined) {
+        if (this.reconciler.knowsTargetVersion(key, rv)) continue;
+        if (this.queue.isProcessing(key)) {
+          this.echoes.set(key, rv);
+          continue;
+        }
+      }
+      this.queue.add(key);
+    }
+  }
+
+  /** After a reconcile of `key`: a Secret event held back meanwhile that was not our own write is queued. */
+  private settleEcho(key: string): void {
+    const rv = this.echoes.get(key);
+    if (rv === undefined) return;
+    this.echoes.delete(key);
+    if (!this.reconciler.knowsTargetVersion(key, rv)) this.queue.add(key);
   }
 
   private snapshot(): TokenSnapshot[] {
@@ -272,6 +299,7 @@ export class Manager {
           this.queue.addAfter(key, delay);
         }
       } finally {
+        this.settleEcho(key);
         this.queue.done(key);
       }
     }

@@ -221,6 +221,15 @@ export class Reconciler {
     }
   }
 
+  /**
+   * True when `resourceVersion` is the one this process last wrote or read for the target Secret
+   * of NexarToken `key` (a `namespace/name` key): a watch event carrying it reports nothing new,
+   * e.g. the echo of our own create, so it needs no reconcile. Pure lookup.
+   */
+  knowsTargetVersion(key: string, resourceVersion: string): boolean {
+    return this.verified.get(key)?.rv === resourceVersion;
+  }
+
   /** Forgets in-memory state of a deleted NexarToken. */
   forget(key: string): void {
     this.held.delete(key);
@@ -410,7 +419,7 @@ export class Reconciler {
           next = { ...next, ...fields, conditions: setCondition(next.conditions, ready, ready.lastTransitionTime) };
         }
       } else {
-        log.info({ reason: decision.reason }, decision.message);
+        log.debug({ reason: decision.reason }, decision.message);
         // A change of the credentials' data (not of the spec) is worth an Event: it explains a new token.
         const credentialsChanged =
           decision.reason === "CredentialsChanged" ||
@@ -500,7 +509,12 @@ export class Reconciler {
             lastRefreshRequest: requested ? refreshRequestedAt : status.lastRefreshRequest,
           };
           log.info(
-            { expiresAt: rfc3339(held.expiresAtMs), renewalTime: rfc3339(held.renewAtMs), ms: this.now() - started },
+            {
+              reason: decision.reason,
+              expiresAt: rfc3339(held.expiresAtMs),
+              renewalTime: rfc3339(held.renewAtMs),
+              ms: this.now() - started,
+            },
             "token issued",
           );
         } catch (err) {

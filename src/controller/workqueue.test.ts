@@ -19,11 +19,14 @@ describe("WorkQueue", () => {
   it("never hands one key to two workers; an add during processing re-queues on done", async () => {
     const q = new WorkQueue();
     q.add("k");
+    expect(q.isProcessing("k")).toBe(false);
     const k = await q.get();
     expect(k).toBe("k");
+    expect(q.isProcessing("k")).toBe(true);
     q.add("k");
     expect(q.len()).toBe(0);
     q.done("k");
+    expect(q.isProcessing("k")).toBe(false);
     expect(q.len()).toBe(1);
     expect(await q.get()).toBe("k");
   });

@@ -90,6 +90,11 @@ export class WorkQueue {
     return this.delayed.size();
   }
 
+  /** True while `key` is handed to a worker (between {@link get} and {@link done}). */
+  isProcessing(key: string): boolean {
+    return this.processing.has(key);
+  }
+
   /** Keys being processed. */
   processingLen(): number {
     return this.processing.size;

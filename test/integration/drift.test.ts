@@ -73,6 +73,29 @@ describe("drift repair", () => {
     expect(requestsOf(env, ns)).toHaveLength(1);
   });
 
+  it("the watch echo of the operator's own Secret write wakes no reconcile; another client's change does", async () => {
+    const ns = "drift-echo";
+    await issued(env, ns, ns);
+    const reconciles = () =>
+      env.op.logs().filter((r) => r.msg === "reconciled" && r["nexartoken"] === `${ns}/supply`).length;
+    // Watch events arrive within milliseconds; two seconds let any stray reconcile show.
+    await sleep(2_000);
+    const settled = reconciles();
+    // Someone deletes the Secret: one reconcile re-creates it, and the ADDED event of that
+    // create (a resourceVersion the operator wrote itself) does not wake another.
+    await env.core.deleteNamespacedSecret({ namespace: ns, name: "supply" });
+    await waitFor("the Secret restored", () => env.readSecret(ns, "supply"), 15_000, 100);
+    await sleep(2_000);
+    expect(reconciles()).toBe(settled + 1);
+    // A label added by someone else is a resourceVersion the operator has not seen: it reconciles
+    // (and writes nothing, as it keeps other clients' labels).
+    await patchSecret(ns, "supply", { metadata: { labels: { "added-by": "someone" } } });
+    await waitFor("a reconcile after the label", async () => (reconciles() > settled + 1 ? true : undefined), 15_000);
+    await sleep(2_000);
+    expect(reconciles()).toBe(settled + 2);
+    expect(requestsOf(env, ns)).toHaveLength(1);
+  });
+
   it("restores hand-edited data with the held token, keeps others' labels and annotations, no new fetch", async () => {
     const ns = "drift-edit";
     const token0 = await issued(env, ns, ns);
