@@ -15,11 +15,12 @@ export const EVENT_DEDUPE_MS = 10 * 60_000;
 export const EVENT_DEDUPE_ENTRIES = 50_000;
 
 /**
- * Event POSTs in flight at most. client-go's broadcaster sends Events from one goroutine, one at
- * a time, behind a buffered channel; two here. Events are a report, not the work: under a burst
- * (1,000 new NexarTokens) they trail the Secret and status writes instead of competing with them.
+ * Event POSTs in flight at most: one, as client-go's broadcaster, which sends Events from one
+ * goroutine, one at a time, behind a buffered channel. Events are a report, not the work: under
+ * a burst (1,000 new NexarTokens) they trail the Secret and status writes instead of competing
+ * with them for the API server.
  */
-export const EVENT_MAX_IN_FLIGHT = 2;
+export const EVENT_MAX_IN_FLIGHT = 1;
 
 /**
  * Events waiting to be sent at most; a new Event beyond that is dropped (and logged at debug).
