@@ -63,7 +63,7 @@ program
   .addOption(
     new Option("--concurrency <n>", "NexarTokens reconciled in parallel")
       .env("NEXAR_OPERATOR_CONCURRENCY")
-      .default("16"),
+      .default("64"),
   )
   .addOption(
     new Option(

@@ -96,7 +96,7 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     tokens: issuer,
     logger,
     namespaces,
-    concurrency: Math.max(1, Number(o.concurrency) || 16),
+    concurrency: Math.max(1, Number(o.concurrency) || 64),
     httpAddress: o.httpAddress,
     version,
     instance: process.env.POD_NAME ?? hostname(),

@@ -164,7 +164,7 @@ describe("metrics on a running operator", () => {
     expect(sum("nexar_token_workqueue_work_duration_seconds_count")).toBeGreaterThanOrEqual(3);
     expect(sum("nexar_token_workqueue_queue_duration_seconds_count")).toBeGreaterThanOrEqual(3);
     expect(value(s, "nexar_token_workqueue_delayed_keys")).toBeGreaterThanOrEqual(1); // renewal timers
-    expect(value(s, "nexar_token_max_concurrent_reconciles", { controller: "nexartoken" })).toBe(16); // the default
+    expect(value(s, "nexar_token_max_concurrent_reconciles", { controller: "nexartoken" })).toBe(64); // the default
     expect(value(s, "nexar_token_leader")).toBe(1);
     expect(value(s, "nexar_token_build_info", { version: VERSION })).toBe(1);
     expect(value(s, "process_start_time_seconds")).toBeGreaterThan(0);
