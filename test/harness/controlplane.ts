@@ -382,6 +382,20 @@ async function newEcKeyPem(): Promise<string> {
   return (await newEcKeyPair()).privateKey;
 }
 
+/**
+ * The CA's key: RSA-2048, as kubeadm's CA. The API server verifies the client certificate's
+ * signature on every request (x509 authenticator, no cache), and an RSA signature verifies several
+ * times faster than an ECDSA P-256 one — measurable when a benchmark sends thousands of requests.
+ */
+async function newCaKeyPem(): Promise<string> {
+  const { privateKey } = await generateKeyPairAsync("rsa", {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+  return privateKey;
+}
+
 interface Pki {
   dir: string;
   caCert: string;
@@ -412,7 +426,7 @@ async function createPki(dir: string): Promise<Pki> {
   await writeFile(config, OPENSSL_CONFIG);
   const caKey = join(dir, "ca.key");
   const caCert = join(dir, "ca.crt");
-  await writeFile(caKey, await newEcKeyPem(), { mode: 0o600 });
+  await writeFile(caKey, await newCaKeyPem(), { mode: 0o600 });
   await openssl([
     "req",
     "-x509",
