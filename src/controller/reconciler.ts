@@ -192,6 +192,8 @@ export class Reconciler {
   private readonly written = new Map<string, { uid: string; resourceVersion: string; status: TokenStatus }>();
   /** Credentials Secrets by `namespace/name`, as read at their resourceVersion (bounded, LRU). */
   private readonly credentials = new Map<string, Secret>();
+  /** Credentials Secret GETs in flight, by `namespace/name` (see {@link readCredentialsSecret}). */
+  private readonly credentialReads = new Map<string, Promise<Secret | undefined>>();
   /**
    * Per NexarToken: its target Secret's resourceVersion after our last write or read, the digest
    * of the desired Secret it was checked against, and the generation — while the watch reports the
@@ -263,13 +265,24 @@ export class Reconciler {
       this.credentials.set(key, cached);
       return cached;
     }
-    const fresh = await this.d.kube.getOrUndefined<Secret>(secretPath(ns, name));
-    if (fresh) {
-      this.credentials.set(key, fresh);
-      if (this.credentials.size > CREDENTIALS_CACHE_ENTRIES)
-        this.credentials.delete(this.credentials.keys().next().value as string);
-    } else this.credentials.delete(key);
-    return fresh;
+    // One GET per Secret at a time: concurrent reconciles of NexarTokens sharing a credentials
+    // Secret (a restart, a burst of new NexarTokens) wait for the same read.
+    const inFlight = this.credentialReads.get(key);
+    if (inFlight) return await inFlight;
+    const read = this.d.kube.getOrUndefined<Secret>(secretPath(ns, name)).then((fresh) => {
+      if (fresh) {
+        this.credentials.set(key, fresh);
+        if (this.credentials.size > CREDENTIALS_CACHE_ENTRIES)
+          this.credentials.delete(this.credentials.keys().next().value as string);
+      } else this.credentials.delete(key);
+      return fresh;
+    });
+    this.credentialReads.set(key, read);
+    try {
+      return await read;
+    } finally {
+      this.credentialReads.delete(key);
+    }
   }
 
   /**

@@ -2,9 +2,11 @@
  * Issue 4, item 2: restart without re-fetch. With N Ready NexarTokens whose tokens are valid, a
  * restart of the operator causes 0 token requests, 0 Secret writes and 0 status writes: the new
  * process takes its state from the NexarToken status and the target Secrets. The restarted
- * process acquires the Lease its predecessor released at once (no 15 s wait).
+ * process acquires the Lease its predecessor released at once (no 15 s wait), and reads the
+ * credentials Secret the N NexarTokens share once (the audit log), not once per NexarToken.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readAudit, type AuditEvent } from "../harness/audit.ts";
 import { startEnv, waitFor, type Env } from "./env.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import { KubeClient } from "../../src/kube/client.ts";
@@ -15,7 +17,7 @@ let env: Env;
 let kube: KubeClient;
 
 beforeAll(async () => {
-  env = await startEnv();
+  env = await startEnv({ controlPlane: { audit: true } });
   kube = await KubeClient.create(env.kc);
 });
 afterAll(async () => {
@@ -29,6 +31,18 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The operator's GETs of Secret `ns/name`, from the audit log. */
+function operatorGets(ns: string, name: string): number {
+  return readAudit(env.cp.auditLogPath as string).filter(
+    (e) =>
+      e.verb === "get" &&
+      e.stage === "ResponseComplete" &&
+      e.objectRef?.namespace === ns &&
+      e.objectRef.name === name &&
+      (e as AuditEvent & { userAgent?: string }).userAgent === "nexar-token-operator",
+  ).length;
+}
 
 /** Milliseconds between the "attempting to acquire" and "became leader" log lines of `op`. */
 function acquireMs(op: OperatorProcess): number {
@@ -105,6 +119,7 @@ describe("restart", () => {
       0,
     );
 
+    const credentialGets = operatorGets(ns, "nexar-app");
     const old = env.op;
     expect(await old.stop()).toBe(0);
     const released = await kube.getOrUndefined<Lease>(leasePath("default", "nexar-token-operator"));
@@ -125,5 +140,7 @@ describe("restart", () => {
     );
     expect(after).toEqual(before);
     expect(op.logs().filter((r) => r.msg === "target Secret written")).toEqual([]);
+    // N reconciles at once, one credentials Secret: one GET, the others wait for it.
+    expect(operatorGets(ns, "nexar-app") - credentialGets).toBe(1);
   });
 });
