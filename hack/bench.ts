@@ -221,6 +221,27 @@ function diffCounts(a: Map<string, number>, b: Map<string, number>): Record<stri
   return out;
 }
 
+/**
+ * Waits until the operator's trailing Event POSTs have stopped: `POST events` in the API server's
+ * `apiserver_request_total` unchanged for `quietMs`, polled every second, at most `maxMs`.
+ * Events trail a burst by design (one in flight); P4's rest and P5's idle window start after them.
+ * Returns the milliseconds waited.
+ */
+async function eventsDrained(kc: KubeConfig, quietMs: number, maxMs: number): Promise<number> {
+  const started = Date.now();
+  let last = (await apiserverRequests(kc)).get("POST events") ?? 0;
+  let since = Date.now();
+  while (Date.now() - since < quietMs && Date.now() - started < maxMs) {
+    await sleep(1000);
+    const now = (await apiserverRequests(kc)).get("POST events") ?? 0;
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+  return Date.now() - started;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A watch on every NexarToken, recording when each first became Ready and each refresh.
 
@@ -579,6 +600,7 @@ async function main(): Promise<Results> {
     );
 
     // ---- P4: RSS ----------------------------------------------------------------------------
+    extra.fill_events_drained_seconds = round((await eventsDrained(kc, quick ? 1000 : 3000, 180_000)) / 1000);
     await sleep(quick ? 1000 : 10_000);
     const mem = memory(pid);
     results.p4_rss_mib = round(mem.rssMiB, 1);
