@@ -102,6 +102,14 @@ describe("CRD metadata", () => {
   });
 });
 
+/** Every object node of a TypeBox schema (symbol keys kept), with its JSON-pointer-like path. */
+function* typeboxNodes(schema: unknown, path: string): Generator<[string, Record<string | symbol, unknown>]> {
+  if (typeof schema !== "object" || schema === null) return;
+  const s = schema as Record<string | symbol, unknown>;
+  yield [path, s];
+  for (const [k, v] of Object.entries(s)) if (typeof v === "object") yield* typeboxNodes(v, `${path}/${k}`);
+}
+
 describe("structural schema", () => {
   const ALLOWED = new Set([
     "description",
@@ -184,9 +192,7 @@ describe("structural schema", () => {
 
   it("gives every CEL rule a message, and every rule a TypeScript twin", () => {
     let count = 0;
-    const walk = (schema: unknown, path: string): void => {
-      if (typeof schema !== "object" || schema === null) return;
-      const s = schema as Record<string | symbol, unknown>;
+    for (const [path, s] of typeboxNodes(NexarTokenSchema, "")) {
       const cel = (s["x-kubernetes-validations"] as { rule: string; message: string }[] | undefined) ?? [];
       const twins = (s[RULE_CHECKS] as unknown[] | undefined) ?? [];
       expect(twins.length, path).toBe(cel.length);
@@ -194,18 +200,14 @@ describe("structural schema", () => {
         count++;
         expect(r.message.length, `${path}: ${r.rule}`).toBeGreaterThan(10);
       }
-      for (const [k, v] of Object.entries(s)) if (typeof v === "object") walk(v, `${path}/${k}`);
-    };
-    walk(NexarTokenSchema, "");
+    }
     expect(count).toBeGreaterThanOrEqual(8);
   });
 
   it("checks single regular expressions with pattern, each with the message the operator reports, not CEL", () => {
     // A CEL `matches` rule runs on every create and status write of the object (BENCHMARKS.md).
     let patterns = 0;
-    const walk = (schema: unknown, path: string): void => {
-      if (typeof schema !== "object" || schema === null) return;
-      const s = schema as Record<string | symbol, unknown>;
+    for (const [path, s] of typeboxNodes(NexarTokenSchema, "")) {
       for (const r of (s["x-kubernetes-validations"] as { rule: string }[] | undefined) ?? []) {
         expect(r.rule, path).not.toMatch(/^self\.matches\([^)]*\)$/);
       }
@@ -213,9 +215,7 @@ describe("structural schema", () => {
         patterns++;
         expect(typeof s[PATTERN_MESSAGE], `${path}: message for ${s["pattern"]}`).toBe("string");
       }
-      for (const [k, v] of Object.entries(s)) if (typeof v === "object") walk(v, `${path}/${k}`);
-    };
-    walk(NexarTokenSchema, "");
+    }
     expect(patterns).toBe(7);
   });
 
