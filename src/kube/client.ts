@@ -4,7 +4,8 @@ import type { KubeConfig as LocalKubeConfig } from "./kubeconfig.ts";
 type KubeConfig = Pick<LocalKubeConfig, "getCurrentCluster" | "applyToHTTPSOptions">;
 import { Agent, request, type Dispatcher } from "undici";
 import type { Readable } from "node:stream";
-import { createInterface } from "node:readline";
+import { StringDecoder } from "node:string_decoder";
+import { Http2Connection, Http2UnsupportedError } from "./h2.ts";
 
 import type { KubeObject } from "../api/meta.ts";
 export type { KubeObject, ObjectMeta, OwnerReference } from "../api/meta.ts";
@@ -64,27 +65,44 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** A response whose body has not been read: HTTP status and the body as a byte stream. */
+interface RawResponse {
+  status: number;
+  body: Readable;
+}
+
 /**
  * A thin REST client for the Kubernetes API: credentials, TLS and the server address come
- * from a client-node {@link KubeConfig} (kubeconfig file or in-cluster service account), the
- * transport is one undici {@link Agent} so connections are reused. Nothing here knows about
- * NexarTokens.
+ * from a {@link KubeConfig} (kubeconfig file or in-cluster service account). Nothing here knows
+ * about NexarTokens.
+ *
+ * Transport: for an `https://` server, one HTTP/2 connection for requests and one for watch
+ * streams (so a burst of watch events can never hold up a request such as a Lease renewal), on
+ * node:http2 directly — as client-go, which multiplexes a client's requests over one HTTP/2
+ * connection. A server that does not offer HTTP/2 (ALPN `h2`), or an `http://` server (such as
+ * `kubectl proxy`), is spoken to over HTTP/1.1 with undici, up to 32 kept-alive connections.
  */
 export class KubeClient {
   readonly server: string;
   private readonly kc: KubeConfig;
-  /** Pool for ordinary requests (bounded, kept alive). */
-  private readonly agent: Agent;
-  /** Separate pool for long-lived watch streams, so watches can never starve requests such as Lease renewals. */
-  private readonly watchAgent: Agent;
+  private readonly connect: Http1Connect;
   private readonly timeoutMs: number;
+  /** HTTP/2 connections (requests, watches); undefined once HTTP/1.1 is in use. */
+  private h2: { requests: Http2Connection; watches: Http2Connection } | undefined;
+  /** HTTP/1.1 pools (requests, watches), made when first needed. */
+  private h1: { requests: Agent; watches: Agent } | undefined;
 
-  private constructor(kc: KubeConfig, server: string, agent: Agent, watchAgent: Agent, timeoutMs: number) {
+  private constructor(kc: KubeConfig, server: string, connect: Http1Connect, timeoutMs: number) {
     this.kc = kc;
     this.server = server.replace(/\/$/, "");
-    this.agent = agent;
-    this.watchAgent = watchAgent;
+    this.connect = connect;
     this.timeoutMs = timeoutMs;
+    if (new URL(this.server).protocol === "https:") {
+      this.h2 = {
+        requests: new Http2Connection(this.server, connect),
+        watches: new Http2Connection(this.server, connect),
+      };
+    }
   }
 
   /**
@@ -97,15 +115,18 @@ export class KubeClient {
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     const opts: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
     await kc.applyToHTTPSOptions(opts as never);
-    const connect = {
+    const connect: Http1Connect = {
       ca: opts.ca as string | Buffer | undefined,
       cert: opts.cert as string | Buffer | undefined,
       key: opts.key as string | Buffer | undefined,
       rejectUnauthorized: cluster.skipTLSVerify ? false : opts.rejectUnauthorized,
     };
-    const agent = new Agent({ connections: 32, keepAliveTimeout: 30_000, connect });
-    const watchAgent = new Agent({ keepAliveTimeout: 30_000, connect });
-    return new KubeClient(kc, cluster.server, agent, watchAgent, timeoutMs);
+    return new KubeClient(kc, cluster.server, connect, timeoutMs);
+  }
+
+  /** Whether requests go over HTTP/2 (false: HTTP/1.1). */
+  get http2(): boolean {
+    return this.h2 !== undefined;
   }
 
   /** Current request headers from the kubeconfig (bearer tokens may rotate, so this is asked per request). */
@@ -118,13 +139,27 @@ export class KubeClient {
     return out;
   }
 
-  private url(path: string, query?: RequestOptions["query"]): string {
+  private url(path: string, query?: RequestOptions["query"]): URL {
     const u = new URL(this.server + path);
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
-    return u.toString();
+    return u;
   }
 
-  private async send(method: Dispatcher.HttpMethod, path: string, o: RequestOptions, stream: boolean) {
+  private pools(): { requests: Agent; watches: Agent } {
+    this.h1 ??= {
+      requests: new Agent({ connections: 32, keepAliveTimeout: 30_000, connect: this.connect, allowH2: false }),
+      watches: new Agent({ keepAliveTimeout: 30_000, connect: this.connect, allowH2: false }),
+    };
+    return this.h1;
+  }
+
+  /** Sends a request and resolves with the status and the unread body (after a 2xx) or throws. */
+  private async send(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    o: RequestOptions,
+    stream: boolean,
+  ): Promise<RawResponse> {
     const headers: Record<string, string> = {
       ...(await this.authHeaders()),
       accept: o.accept ?? "application/json",
@@ -135,29 +170,57 @@ export class KubeClient {
       body = JSON.stringify(o.body);
       headers["content-type"] = o.contentType ?? "application/json";
     }
-    const res = await request(this.url(path, o.query), {
-      method,
-      headers,
-      body,
-      dispatcher: stream ? this.watchAgent : this.agent,
-      signal: o.signal ?? (stream ? undefined : AbortSignal.timeout(this.timeoutMs)),
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: stream ? 0 : this.timeoutMs,
-    });
-    if (res.statusCode >= 300) {
-      const text = await res.body.text().catch(() => "");
-      throw toApiError(res.statusCode, text, method, path);
+    const url = this.url(path, o.query);
+    const signal = o.signal ?? (stream ? undefined : AbortSignal.timeout(this.timeoutMs));
+    let res: RawResponse | undefined;
+    const h2 = this.h2;
+    if (h2) {
+      try {
+        const r = await (stream ? h2.watches : h2.requests).request(
+          method,
+          url.pathname + url.search,
+          headers,
+          body,
+          signal,
+        );
+        res = { status: r.status, body: r.stream };
+      } catch (err) {
+        if (!(err instanceof Http2UnsupportedError)) throw err;
+        // The server speaks HTTP/1.1 only: use it from now on.
+        if (this.h2 === h2) {
+          this.h2 = undefined;
+          void h2.requests.close(0);
+          void h2.watches.close(0);
+        }
+      }
+    }
+    if (!res) {
+      const pools = this.pools();
+      const r = await request(url, {
+        method,
+        headers,
+        body,
+        dispatcher: stream ? pools.watches : pools.requests,
+        signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: stream ? 0 : this.timeoutMs,
+      });
+      res = { status: r.statusCode, body: r.body };
+    }
+    if (res.status >= 300) {
+      const text = await readText(res.body).catch(() => "");
+      throw toApiError(res.status, text, method, path);
     }
     return res;
   }
 
   /**
    * One request; resolves with the parsed JSON body.
-   * @throws KubeApiError on a non-2xx answer; undici errors on network failure or timeout.
+   * @throws KubeApiError on a non-2xx answer; a network, TLS or timeout error otherwise.
    */
   async request<T>(method: Dispatcher.HttpMethod, path: string, o: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, o, false);
-    return (await res.body.json()) as T;
+    return JSON.parse(await readText(res.body)) as T;
   }
 
   /** GET that resolves `undefined` on 404 instead of throwing. */
@@ -192,17 +255,24 @@ export class KubeClient {
     try {
       arm();
       const res = await this.send("GET", path, { ...o, query: { ...o.query, watch: 1 }, signal: ac.signal }, true);
-      const body = res.body as Readable;
-      // Errors reach the loop below through the iterator; these listeners only keep a late error
+      const body = res.body;
+      // Errors reach the loop below through the iterator; this listener only keeps a late error
       // (e.g. the abort in `finally` after a throwing `onEvent`) from becoming an unhandled 'error'.
       body.on("error", () => {});
-      const lines = createInterface({ input: body, crlfDelay: Infinity });
-      lines.on("error", () => {});
-      for await (const line of lines) {
+      // One JSON object per line (the API server's watch stream framing for JSON).
+      const utf8 = new StringDecoder("utf8"); // a character may straddle two chunks
+      let rest = "";
+      for await (const chunk of body as AsyncIterable<Buffer>) {
         arm();
-        if (!line) continue;
-        onEvent(JSON.parse(line) as WatchEvent<T>);
+        const text = rest + utf8.write(chunk);
+        let start = 0;
+        for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+          if (nl > start) onEvent(JSON.parse(text.slice(start, nl)) as WatchEvent<T>);
+          start = nl + 1;
+        }
+        rest = text.slice(start);
       }
+      if (rest.trim()) onEvent(JSON.parse(rest) as WatchEvent<T>);
     } finally {
       clearTimeout(idle);
       outer?.removeEventListener("abort", onAbort);
@@ -210,10 +280,40 @@ export class KubeClient {
     }
   }
 
-  /** Closes pooled connections. */
+  /** Closes the connections (open streams get a few seconds to end). */
   async close(): Promise<void> {
-    await Promise.all([this.agent.close(), this.watchAgent.close()]);
+    await Promise.all([
+      this.h2?.requests.close(),
+      this.h2?.watches.close(),
+      this.h1?.requests.close(),
+      this.h1?.watches.close(),
+    ]);
   }
+}
+
+/** TLS settings of the connections (from the kubeconfig). */
+interface Http1Connect {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  rejectUnauthorized?: boolean;
+}
+
+/** Reads a body to the end as UTF-8. Chunks are joined once at the end. */
+function readText(body: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    body.on("data", (c: Buffer) => chunks.push(c));
+    body.once("end", () => {
+      ended = true;
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString("utf8") : Buffer.concat(chunks).toString("utf8"));
+    });
+    body.once("error", reject);
+    body.once("close", () => {
+      if (!ended) reject(new Error("response body closed before its end"));
+    });
+  });
 }
 
 function toApiError(status: number, text: string, method: string, path: string): KubeApiError {

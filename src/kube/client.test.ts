@@ -1,0 +1,176 @@
+/**
+ * KubeClient's transport against real loopback servers: HTTP/2 multiplexing, reconnecting after
+ * the server closes the connection, HTTP/1.1 when the server does not offer HTTP/2, the PING
+ * health check on a silent peer, and watch-stream framing.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import tls from "node:tls";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { KubeApiError, KubeClient, type WatchEvent } from "./client.ts";
+import { Http2Connection } from "./h2.ts";
+import { KubeConfig } from "./kubeconfig.ts";
+
+let dir: string;
+let key: Buffer;
+let cert: Buffer;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "kube-client-test-"));
+  // openssl is needed by the integration harness too (its PKI).
+  execFileSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
+      ...["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1"],
+      ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+    ],
+    { stdio: "ignore" },
+  );
+  key = readFileSync(join(dir, "key.pem"));
+  cert = readFileSync(join(dir, "cert.pem"));
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A kubeconfig for `server` trusting the test certificate, loaded. */
+function kubeconfig(server: string): KubeConfig {
+  const path = join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(
+    path,
+    stringify({
+      "current-context": "t",
+      clusters: [{ name: "t", cluster: { server, "certificate-authority-data": cert.toString("base64") } }],
+      users: [{ name: "t", user: { token: "test-token" } }],
+      contexts: [{ name: "t", context: { cluster: "t", user: "t" } }],
+    }),
+  );
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return kc;
+}
+
+async function listen(server: {
+  listen: (port: number, host: string, cb: () => void) => unknown;
+  address: () => unknown;
+  close: () => unknown;
+}): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => server.close());
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function client(server: string): Promise<KubeClient> {
+  const c = await KubeClient.create(kubeconfig(server), 5_000);
+  cleanups.push(() => c.close());
+  return c;
+}
+
+/** An HTTP/2 server answering `GET /things/<name>` with JSON, 404 for `missing`; counts sessions. */
+async function h2Server(onSession?: (s: http2.ServerHttp2Session, n: number) => void) {
+  const stats = { sessions: 0, requests: 0, authorization: new Set<string>() };
+  const server = http2.createSecureServer({ key, cert });
+  server.on("session", (s) => {
+    stats.sessions++;
+    onSession?.(s, stats.sessions);
+  });
+  server.on("stream", (stream, headers) => {
+    stats.requests++;
+    stats.authorization.add(String(headers.authorization));
+    const name = String(headers[":path"]).split("/").pop() ?? "";
+    if (name === "missing") {
+      stream.respond({ ":status": 404, "content-type": "application/json" });
+      stream.end(JSON.stringify({ kind: "Status", reason: "NotFound", message: `things "${name}" not found` }));
+      return;
+    }
+    stream.respond({ ":status": 200, "content-type": "application/json" });
+    stream.end(JSON.stringify({ metadata: { name } }));
+  });
+  return { url: await listen(server), stats };
+}
+
+describe("KubeClient over HTTP/2", () => {
+  it("multiplexes concurrent requests over one connection and reports API errors", async () => {
+    const { url, stats } = await h2Server();
+    const c = await client(url);
+    const names = Array.from({ length: 40 }, (_, i) => `n${i}`);
+    const got = await Promise.all(names.map((n) => c.request<{ metadata: { name: string } }>("GET", `/things/${n}`)));
+    expect(got.map((o) => o.metadata.name)).toEqual(names);
+    expect(c.http2).toBe(true);
+    expect(stats.sessions).toBe(1);
+    expect(stats.authorization).toEqual(new Set(["Bearer test-token"]));
+    const err = await c.request("GET", "/things/missing").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KubeApiError);
+    expect(err).toMatchObject({ status: 404, reason: "NotFound" });
+  });
+
+  it("opens a new connection after the server closes one (GOAWAY)", async () => {
+    const { url, stats } = await h2Server((s, n) => {
+      // The first connection is closed by the server after its first stream.
+      if (n === 1) s.once("stream", (st) => st.once("close", () => s.close()));
+    });
+    const c = await client(url);
+    await c.request("GET", "/things/a");
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(c.request("GET", "/things/b")).resolves.toEqual({ metadata: { name: "b" } });
+    expect(stats.sessions).toBe(2);
+  });
+
+  it("uses HTTP/1.1 when the server does not offer HTTP/2", async () => {
+    const server = createHttpsServer({ key, cert }, (req, res) => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ metadata: { name: req.url?.split("/").pop() } }));
+    });
+    const c = await client(await listen(server));
+    await expect(c.request("GET", "/things/x")).resolves.toEqual({ metadata: { name: "x" } });
+    expect(c.http2).toBe(false);
+    await expect(c.request("GET", "/things/y")).resolves.toEqual({ metadata: { name: "y" } });
+  });
+
+  it("fails a request on a silent connection once a PING goes unanswered", async () => {
+    // TLS with ALPN h2 agreed, then silence: no SETTINGS, no response, no PING answer.
+    const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
+      socket.on("data", () => {});
+      cleanups.push(() => socket.destroy());
+    });
+    const url = await listen(server);
+    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 200, pingTimeoutMs: 200 });
+    cleanups.push(() => conn.close(0));
+    // Without the health check this would wait forever (no request deadline here).
+    await expect(conn.request("GET", "/things/a", {}, undefined, undefined)).rejects.toThrow();
+  });
+
+  it("delivers watch events split anywhere across chunks, multi-byte characters included", async () => {
+    const events = [
+      { type: "ADDED", object: { metadata: { name: "a" }, note: "température ✓" } },
+      { type: "MODIFIED", object: { metadata: { name: "b" }, note: "日本語" } },
+      { type: "BOOKMARK", object: { metadata: { resourceVersion: "7" } } },
+    ];
+    const bytes = Buffer.from(events.map((e) => JSON.stringify(e)).join("\n") + "\n", "utf8");
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      // 3-byte pieces: lines and UTF-8 sequences are cut in the middle.
+      let i = 0;
+      const next = () => {
+        if (i >= bytes.length) return void stream.end();
+        stream.write(bytes.subarray(i, i + 3), next);
+        i += 3;
+      };
+      next();
+    });
+    const c = await client(await listen(server));
+    const seen: WatchEvent<unknown>[] = [];
+    await c.watch("/things", { idleTimeoutMs: 5_000 }, (ev) => seen.push(ev));
+    expect(seen).toEqual(events);
+  });
+});

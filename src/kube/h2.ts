@@ -1,0 +1,188 @@
+import http2 from "node:http2";
+import type {
+  ClientHttp2Session,
+  ClientHttp2Stream,
+  IncomingHttpHeaders,
+  SecureClientSessionOptions,
+} from "node:http2";
+
+/** TLS settings of the connection to the API server (PEM strings or buffers). */
+export interface Http2Tls {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  rejectUnauthorized?: boolean;
+}
+
+/** Timing of an {@link Http2Connection}, milliseconds. */
+export interface Http2Timing {
+  /**
+   * With no frame received for this long, the connection is checked: closed when no stream is open,
+   * otherwise sent a PING (client-go's `ReadIdleTimeout`, 30 s in k8s.io/client-go/transport).
+   */
+  readIdleMs: number;
+  /** A PING not answered within this long destroys the connection and its streams (client-go's `PingTimeout`, 15 s). */
+  pingTimeoutMs: number;
+}
+
+const DEFAULT_TIMING: Http2Timing = { readIdleMs: 30_000, pingTimeoutMs: 15_000 };
+
+/**
+ * Stream ids are 31-bit and odd for a client (RFC 9113 §5.1.1); a connection past this id is
+ * replaced for new streams before it runs out.
+ */
+const MAX_STREAM_ID = 2 ** 30;
+
+/** A response whose body has not been read yet. `stream` is the HTTP/2 stream (a Readable of the body). */
+export interface Http2Response {
+  status: number;
+  headers: IncomingHttpHeaders;
+  stream: ClientHttp2Stream;
+}
+
+/**
+ * The server does not speak HTTP/2 over TLS: it refused the `h2`-only ALPN offer
+ * (`no_application_protocol` alert, RFC 7301 §3.2) or picked no protocol, so the connection failed
+ * before the HTTP/2 preface was exchanged. The caller should use HTTP/1.1.
+ */
+export class Http2UnsupportedError extends Error {
+  constructor(origin: string, cause: unknown) {
+    super(`${origin} does not offer HTTP/2 (ALPN h2)`, { cause });
+    this.name = "Http2UnsupportedError";
+  }
+}
+
+/** Error codes of a TLS connection on which `h2` was not agreed (see {@link Http2UnsupportedError}). */
+const NO_H2_CODES = new Set(["ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL", "ERR_HTTP2_ERROR"]);
+
+/**
+ * One HTTP/2 connection (RFC 9113) to an origin, opened on first use and reopened after it
+ * closes, fails, receives GOAWAY or nears the end of its stream ids; every request is a stream on
+ * it, so N concurrent requests cost one TLS session and one TCP socket (as client-go, which
+ * multiplexes all requests of a client over one HTTP/2 connection per host).
+ *
+ * Dead-peer detection as client-go's HTTP/2 health check: after {@link Http2Timing.readIdleMs}
+ * without a frame, an idle connection is closed and a busy one is PINGed; no answer within
+ * {@link Http2Timing.pingTimeoutMs} destroys it, failing its streams so callers retry on a new one.
+ */
+export class Http2Connection {
+  private readonly origin: string;
+  private readonly tls: Http2Tls;
+  private readonly timing: Http2Timing;
+  private session: ClientHttp2Session | undefined;
+  /** Open streams per session, to tell an idle connection from a quiet busy one. */
+  private readonly open = new WeakMap<ClientHttp2Session, number>();
+  /** Sessions on which the HTTP/2 connection was established ('connect'). */
+  private readonly established = new WeakSet<ClientHttp2Session>();
+  private closed = false;
+
+  /** @param origin `https://host:port` (a path is ignored). */
+  constructor(origin: string, tls: Http2Tls, timing: Http2Timing = DEFAULT_TIMING) {
+    this.origin = new URL(origin).origin;
+    this.tls = tls;
+    this.timing = timing;
+  }
+
+  private current(): ClientHttp2Session {
+    const s = this.session;
+    if (s && !s.closed && !s.destroyed && (s.state.nextStreamID ?? 0) < MAX_STREAM_ID) return s;
+    if (s && !s.closed && !s.destroyed) s.close(); // in-flight streams finish; new ones go to the next session
+    const opts: SecureClientSessionOptions = {
+      ca: this.tls.ca,
+      cert: this.tls.cert,
+      key: this.tls.key,
+      rejectUnauthorized: this.tls.rejectUnauthorized ?? true,
+    };
+    const session = http2.connect(this.origin, opts);
+    this.open.set(session, 0);
+    const forget = () => {
+      if (this.session === session) this.session = undefined;
+    };
+    // A session error also fails its streams (each request rejects on its own); here it only
+    // retires the session, so the next request connects again.
+    session.once("connect", () => this.established.add(session));
+    session.on("error", forget);
+    session.on("close", forget);
+    session.on("goaway", forget);
+    session.setTimeout(this.timing.readIdleMs, () => this.check(session));
+    this.session = session;
+    return session;
+  }
+
+  /** Idle check (see the class doc): close when idle, else PING and destroy without an answer. */
+  private check(session: ClientHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    if ((this.open.get(session) ?? 0) === 0) {
+      session.close();
+      return;
+    }
+    const timer = setTimeout(
+      () => session.destroy(new Error(`no answer to an HTTP/2 PING in ${this.timing.pingTimeoutMs} ms`)),
+      this.timing.pingTimeoutMs,
+    );
+    timer.unref();
+    const sent = session.ping((err) => {
+      clearTimeout(timer);
+      if (err && !session.destroyed) session.destroy(err);
+    });
+    if (!sent) clearTimeout(timer);
+  }
+
+  /**
+   * Sends one request and resolves when the response headers arrive; the body is then read from
+   * `stream`. `path` is the request target (path and query). Headers are lower-case.
+   * @throws the stream's or session's error (network failure, TLS failure, `signal` aborted:
+   *   `AbortError`), or an Error when the stream closes before a response.
+   */
+  request(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Http2Response> {
+    if (this.closed) return Promise.reject(new Error("connection closed"));
+    const session = this.current();
+    const stream = session.request(
+      { ":method": method, ":path": path, ...headers },
+      { endStream: body === undefined, ...(signal ? { signal } : {}) },
+    );
+    this.open.set(session, (this.open.get(session) ?? 0) + 1);
+    stream.once("close", () => this.open.set(session, (this.open.get(session) ?? 1) - 1));
+    return new Promise<Http2Response>((resolve, reject) => {
+      let settled = false;
+      stream.once("response", (h) => {
+        settled = true;
+        resolve({ status: Number(h[":status"]), headers: h, stream });
+      });
+      stream.once("error", (err: Error & { code?: string; cause?: { code?: string } }) => {
+        if (settled) return; // after the response, errors belong to the body's reader
+        settled = true;
+        // A stream pending on a failed session is canceled with the session's error as `cause`.
+        const noH2 = NO_H2_CODES.has(err.code ?? "") || NO_H2_CODES.has(err.cause?.code ?? "");
+        reject(noH2 && !this.established.has(session) ? new Http2UnsupportedError(this.origin, err) : err);
+      });
+      stream.once("close", () => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(`HTTP/2 stream closed before a response (code ${stream.rstCode})`));
+      });
+      if (body !== undefined) stream.end(body);
+    });
+  }
+
+  /**
+   * Closes the connection once its open streams end, destroying it after `graceMs` (default
+   * 5,000 ms) if they have not; later requests fail.
+   */
+  async close(graceMs = 5_000): Promise<void> {
+    this.closed = true;
+    const s = this.session;
+    this.session = undefined;
+    if (!s || s.closed || s.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => (s.destroy(), resolve()), graceMs);
+      s.close(() => (clearTimeout(t), resolve()));
+    });
+  }
+}
