@@ -415,6 +415,12 @@ export class Reconciler {
      * "IssuanceLimited" can never overwrite the outcome.
      */
     let limiterReport: { written: Promise<TokenStatus> } | undefined;
+    /** Fields of the "token issued" line when this reconcile fetched a token (logged once, with the Secret write). */
+    let issued: Record<string, unknown> | undefined;
+    const logIssued = (extra: Record<string, unknown> = {}): void => {
+      if (issued) log.info({ ...issued, ...extra }, "token issued");
+      issued = undefined;
+    };
     const statusBase = async (): Promise<TokenStatus> => (limiterReport ? limiterReport.written : status);
     if (!decision.issue) {
       // Nothing to fetch: an earlier failure no longer applies (e.g. credentials were put back).
@@ -521,15 +527,13 @@ export class Reconciler {
             lastFailureTime: undefined,
             lastRefreshRequest: requested ? refreshRequestedAt : status.lastRefreshRequest,
           };
-          log.info(
-            {
-              reason: decision.reason,
-              expiresAt: rfc3339(held.expiresAtMs),
-              renewalTime: rfc3339(held.renewAtMs),
-              ms: this.now() - started,
-            },
-            "token issued",
-          );
+          // Logged with the Secret write below, as one line per issuance.
+          issued = {
+            reason: decision.reason,
+            expiresAt: rfc3339(held.expiresAtMs),
+            renewalTime: rfc3339(held.renewAtMs),
+            ms: this.now() - started,
+          };
         } catch (err) {
           if (!(err instanceof TokenEndpointError)) throw err;
           // A refresh token the server will not take needs a new login (SPEC §6).
@@ -632,6 +636,7 @@ export class Reconciler {
             const again = checkOwnership(current, key, spec.target.adopt, ownerExists, uid);
             if (!again.ok) {
               this.verified.delete(key);
+              logIssued();
               return this.secretConflict(nt, await statusBase(), status, generation, again.message);
             }
           }
@@ -645,11 +650,16 @@ export class Reconciler {
           uid,
           ownerExists,
           log,
-        );
-        if (action !== "none") log.info({ secret: spec.target.name, action }, "target Secret written");
+        ).catch((err: unknown) => {
+          logIssued();
+          throw err;
+        });
+        if (issued) logIssued({ secret: spec.target.name, action });
+        else if (action !== "none") log.info({ secret: spec.target.name, action }, "target Secret written");
         if (rv !== undefined) this.verified.set(key, { rv, digest, generation });
         else this.verified.delete(key);
       }
+      logIssued(); // no write was needed
       next.expiresAt = rfc3339(held.expiresAtMs);
       next.renewalTime = rfc3339(held.renewAtMs);
       next.grantedScopes = [...held.scopes];
@@ -690,6 +700,7 @@ export class Reconciler {
         rfc3339(nowAfter),
       );
     }
+    logIssued(); // issued but not published (already expired)
     await this.writeStatus(nt, await statusBase(), next);
     return requeueAtMs === undefined || !Number.isFinite(requeueAtMs)
       ? {}
