@@ -23,7 +23,7 @@
  *   --idle-seconds 60 --p7-samples 50 --p7-interval 100 --renewal-tokens 10 --renewal-lifetime 20
  *   --renewal-window 90 --concurrency 32 --out bench-results.json --quick --check
  *   --operator-arg <arg> (repeatable, passed to `run`) --node-options "<node flags>" (NODE_OPTIONS
- *   of the operator) --operator-env K=V (repeatable) --profile-dir <dir> (CPU profile of the operator + heap snapshot at P4)
+ *   of the operator) --operator-env K=V (repeatable) --profile-dir <dir> (CPU profile of the operator + heap snapshot at P4; the API server's CPU profile over 8 s of P1)
  *   --log-level info --keep-logs <path prefix> (operator logs → <prefix>.1, <prefix>.2)
  *
  * The operator runs as shipped: NODE_OPTIONS from the Helm chart's `nodeOptions` value and
@@ -36,7 +36,7 @@ import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "../src/kube/kubeconfig.ts";
 import { parse as parseYaml } from "yaml";
 import { KubeClient, isStatus, type KubeList } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
@@ -213,6 +213,34 @@ async function apiserverRequests(kc: KubeConfig): Promise<Map<string, number>> {
     out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
   }
   return out;
+}
+
+/**
+ * Takes a Go CPU profile of the API server (`/debug/pprof/profile?seconds=N`, needs
+ * `--profiling=true`) and writes it to `path` (read with `go tool pprof`). Never throws: a failed
+ * profile is logged.
+ */
+async function apiserverProfile(kc: KubeConfig, path: string, seconds: number): Promise<void> {
+  try {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error("no cluster");
+    const opts: https.RequestOptions = {};
+    await kc.applyToHTTPSOptions(opts as never);
+    const body = await new Promise<Buffer>((resolveBody, reject) => {
+      const req = https.get(`${cluster.server}/debug/pprof/profile?seconds=${seconds}`, opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          res.statusCode === 200 ? resolveBody(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}`)),
+        );
+      });
+      req.on("error", reject);
+    });
+    writeFileSync(path, body);
+    log(`API server CPU profile (${seconds} s of P1) written to ${path}`);
+  } catch (err) {
+    log(`API server CPU profile failed: ${(err as Error).message}`);
+  }
 }
 
 function diffCounts(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
@@ -456,7 +484,8 @@ async function main(): Promise<Results> {
   const extra: Record<string, unknown> = {};
   try {
     log("starting control plane and identity server …");
-    cp = await startControlPlane({ controllerManager: false });
+    // With --profile-dir the API server serves /debug/pprof (a CPU profile of P1 is taken below).
+    cp = await startControlPlane({ controllerManager: false, apiserverArgs: profileDir ? ["--profiling=true"] : [] });
     idp = await startIdentityServer({ accessTokenLifetimeSeconds: 86_400 });
     await applyCrd(cp.kubeconfigPath, CRD_PATH);
     const kc = new KubeConfig();
@@ -517,6 +546,7 @@ async function main(): Promise<Results> {
     const others = { apiserver: cpOf("kube-apiserver"), etcd: cpOf("etcd"), bench: process.pid };
     const others0 = Object.fromEntries(Object.entries(others).map(([k, p]) => [k, p ? cpuSeconds(p) : 0]));
     const t0 = Date.now();
+    const apiProfile = profileDir ? apiserverProfile(kc, join(profileDir, "kube-apiserver-p1.pprof"), 8) : undefined;
     const creating = pool(p1, SIZES.concurrency, (x) =>
       k.request("POST", nexarTokenPath(x.ns), { body: nexarToken(x.ns, x.name, tokenUrl, "nexar-app") }).then(() => {}),
     );
@@ -539,6 +569,7 @@ async function main(): Promise<Results> {
     const lastReady = await t.waitReady(p1Keys, 600_000, "P1");
     p1Done = true;
     await sampler;
+    await apiProfile;
     results.p1_all_ready_seconds = round((lastReady - t0) / 1000);
     extra.p1_create_seconds = round(createdS);
     extra.p1_operator_cpu_seconds = round(cpuSeconds(pid) - cpu0);
