@@ -30,6 +30,7 @@
  * MALLOC_ARENA_MAX from the Dockerfile, unless --node-options / --operator-env say otherwise.
  */
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import https from "node:https";
 import { cpus, totalmem } from "node:os";
@@ -241,6 +242,21 @@ async function apiserverProfile(kc: KubeConfig, path: string, seconds: number): 
   } catch (err) {
     log(`API server CPU profile failed: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Milliseconds of a fixed single-threaded CPU loop (300,000 SHA-256 of 64 bytes, then 3·10⁷ square
+ * roots): how fast the machine is right now. Recorded next to the wall-clock figures, which move
+ * with it (the same loop took 911–1,176 ms back to back on the idle 2-core machine).
+ */
+function calibrationMs(): number {
+  const t0 = performance.now();
+  const block = Buffer.alloc(64, 1);
+  for (let i = 0; i < 300_000; i++) createHash("sha256").update(block).digest();
+  let x = 0;
+  for (let i = 1; i <= 30_000_000; i++) x += Math.sqrt(i);
+  if (x < 0) throw new Error("unreachable"); // keeps the loop from being optimised away
+  return Math.round(performance.now() - t0);
 }
 
 function diffCounts(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
@@ -537,6 +553,7 @@ async function main(): Promise<Results> {
       name: tokenName(n),
     }));
     const p1Keys = p1.map((x) => `${x.ns}/${x.name}`);
+    extra.calibration_ms_before_p1 = calibrationMs();
     idp.reset();
     log(`P1: creating ${SIZES.tokens} NexarTokens over ${SIZES.credentials} credentials at once …`);
     const api0 = await apiserverRequests(kc);
@@ -586,6 +603,7 @@ async function main(): Promise<Results> {
       "P7",
     );
     await sleep(1000);
+    extra.calibration_ms_after_p7 = calibrationMs();
     results.p2_token_requests = idp.requests.length;
     const lat = p7.map((x) => (t.seen.get(x.key)?.readyAtMs as number) - x.createdAtMs).sort((a, b) => a - b);
     results.p7_create_to_ready_p50_ms = Math.round(percentile(lat, 50));
