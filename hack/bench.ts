@@ -603,7 +603,6 @@ async function main(): Promise<Results> {
       "P7",
     );
     await sleep(1000);
-    extra.calibration_ms_after_p7 = calibrationMs();
     results.p2_token_requests = idp.requests.length;
     const lat = p7.map((x) => (t.seen.get(x.key)?.readyAtMs as number) - x.createdAtMs).sort((a, b) => a - b);
     results.p7_create_to_ready_p50_ms = Math.round(percentile(lat, 50));
