@@ -149,6 +149,24 @@ describe("KubeClient over HTTP/2", () => {
     await expect(conn.request("GET", "/things/a", {}, undefined, undefined)).rejects.toThrow();
   });
 
+  it("keeps PINGing a quiet connection with an open stream, once per quiet period", async () => {
+    let pings = 0;
+    const server = http2.createSecureServer({ key, cert });
+    server.on("session", (s) => s.on("ping", () => pings++));
+    server.on("stream", (stream) => {
+      stream.respond({ ":status": 200 });
+      stream.write("{}"); // and then nothing: a quiet watch
+    });
+    const url = await listen(server);
+    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 100, pingTimeoutMs: 1_000 });
+    cleanups.push(() => conn.close(0));
+    const res = await conn.request("GET", "/watch", {}, undefined, undefined);
+    res.stream.on("data", () => {});
+    await new Promise((r) => setTimeout(r, 800));
+    expect(pings).toBeGreaterThanOrEqual(3);
+    expect(res.stream.destroyed).toBe(false); // answered PINGs keep the connection
+  });
+
   it("delivers watch events split anywhere across chunks, multi-byte characters included", async () => {
     const events = [
       { type: "ADDED", object: { metadata: { name: "a" }, note: "température ✓" } },

@@ -123,7 +123,13 @@ export class Http2Connection {
     timer.unref();
     const sent = session.ping((err) => {
       clearTimeout(timer);
-      if (err && !session.destroyed) session.destroy(err);
+      if (err) {
+        if (!session.destroyed) session.destroy(err);
+        return;
+      }
+      // The idle timer fires once per quiet period and a PING answer does not re-arm it: re-arm,
+      // so a connection that dies after a quiet stretch is still noticed.
+      if (!session.closed && !session.destroyed) session.setTimeout(this.timing.readIdleMs, () => this.check(session));
     });
     if (!sent) clearTimeout(timer);
   }
