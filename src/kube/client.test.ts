@@ -149,6 +149,21 @@ describe("KubeClient over HTTP/2", () => {
     await expect(conn.request("GET", "/things/a", {}, undefined, undefined)).rejects.toThrow();
   });
 
+  it("a request timing out checks its connection at once: an unanswered PING fails the other streams", async () => {
+    const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
+      socket.on("data", () => {});
+      cleanups.push(() => socket.destroy());
+    });
+    const url = await listen(server);
+    // The quiet-period check alone would take a minute.
+    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 60_000, pingTimeoutMs: 200 });
+    cleanups.push(() => conn.close(0));
+    const waiting = conn.request("GET", "/things/a", {}, undefined, undefined);
+    waiting.catch(() => {});
+    await expect(conn.request("GET", "/things/b", {}, undefined, AbortSignal.timeout(100))).rejects.toThrow();
+    await expect(waiting).rejects.toThrow();
+  });
+
   it("keeps PINGing a quiet connection with an open stream, once per quiet period", async () => {
     let pings = 0;
     const server = http2.createSecureServer({ key, cert });

@@ -62,8 +62,9 @@ const NO_H2_CODES = new Set(["ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL", "ERR
  * multiplexes all requests of a client over one HTTP/2 connection per host).
  *
  * Dead-peer detection as client-go's HTTP/2 health check: after {@link Http2Timing.readIdleMs}
- * without a frame, an idle connection is closed and a busy one is PINGed; no answer within
- * {@link Http2Timing.pingTimeoutMs} destroys it, failing its streams so callers retry on a new one.
+ * without traffic, an idle connection is closed and a busy one is PINGed; a request that times
+ * out PINGs its connection at once. No answer within {@link Http2Timing.pingTimeoutMs} destroys
+ * the connection, failing its streams so callers retry on a new one.
  */
 export class Http2Connection {
   private readonly origin: string;
@@ -72,6 +73,8 @@ export class Http2Connection {
   private session: ClientHttp2Session | undefined;
   /** Open streams per session, to tell an idle connection from a quiet busy one. */
   private readonly open = new WeakMap<ClientHttp2Session, number>();
+  /** Sessions with a PING outstanding. */
+  private readonly pinging = new WeakSet<ClientHttp2Session>();
   /** Sessions on which the HTTP/2 connection was established ('connect'). */
   private readonly established = new WeakSet<ClientHttp2Session>();
   private closed = false;
@@ -109,13 +112,18 @@ export class Http2Connection {
     return session;
   }
 
-  /** Idle check (see the class doc): close when idle, else PING and destroy without an answer. */
-  private check(session: ClientHttp2Session): void {
-    if (session.closed || session.destroyed) return;
-    if ((this.open.get(session) ?? 0) === 0) {
+  /**
+   * Health check (see the class doc): close when idle, else PING and destroy without an answer.
+   * Runs after a quiet period and when a request on the session times out — writes alone do not
+   * prove a peer alive (a dead TCP peer accepts writes into the socket buffer for minutes).
+   */
+  private check(session: ClientHttp2Session, idle = true): void {
+    if (session.closed || session.destroyed || this.pinging.has(session)) return;
+    if (idle && (this.open.get(session) ?? 0) === 0) {
       session.close();
       return;
     }
+    this.pinging.add(session);
     const timer = setTimeout(
       () => session.destroy(new Error(`no answer to an HTTP/2 PING in ${this.timing.pingTimeoutMs} ms`)),
       this.timing.pingTimeoutMs,
@@ -123,6 +131,7 @@ export class Http2Connection {
     timer.unref();
     const sent = session.ping((err) => {
       clearTimeout(timer);
+      this.pinging.delete(session);
       if (err) {
         if (!session.destroyed) session.destroy(err);
         return;
@@ -131,7 +140,10 @@ export class Http2Connection {
       // so a connection that dies after a quiet stretch is still noticed.
       if (!session.closed && !session.destroyed) session.setTimeout(this.timing.readIdleMs, () => this.check(session));
     });
-    if (!sent) clearTimeout(timer);
+    if (!sent) {
+      clearTimeout(timer);
+      this.pinging.delete(session);
+    }
   }
 
   /**
@@ -154,7 +166,15 @@ export class Http2Connection {
       { endStream: body === undefined, ...(signal ? { signal } : {}) },
     );
     this.open.set(session, (this.open.get(session) ?? 0) + 1);
-    stream.once("close", () => this.open.set(session, (this.open.get(session) ?? 1) - 1));
+    // A request that times out may be waiting on a dead connection: check it now.
+    const onAbort = () => {
+      if ((signal?.reason as Error | undefined)?.name === "TimeoutError") this.check(session, false);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    stream.once("close", () => {
+      this.open.set(session, (this.open.get(session) ?? 1) - 1);
+      signal?.removeEventListener("abort", onAbort);
+    });
     return new Promise<Http2Response>((resolve, reject) => {
       let settled = false;
       stream.once("response", (h) => {
