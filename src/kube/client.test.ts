@@ -14,7 +14,7 @@ import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { KubeApiError, KubeClient, type WatchEvent } from "./client.ts";
-import { Http2Connection } from "./h2.ts";
+import { Http2Connection, type Http2Timing } from "./h2.ts";
 import { KubeConfig } from "./kubeconfig.ts";
 
 let dir: string;
@@ -98,6 +98,17 @@ async function h2Server(onSession?: (s: http2.ServerHttp2Session, n: number) => 
   return { url: await listen(server), stats };
 }
 
+/** An Http2Connection to a peer that agrees on ALPN h2 and then is silent: no SETTINGS, no response, no PING answer. */
+async function silentConnection(timing: Http2Timing): Promise<Http2Connection> {
+  const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
+    socket.on("data", () => {});
+    cleanups.push(() => socket.destroy());
+  });
+  const conn = new Http2Connection(await listen(server), { ca: cert }, timing);
+  cleanups.push(() => conn.close(0));
+  return conn;
+}
+
 describe("KubeClient over HTTP/2", () => {
   it("multiplexes concurrent requests over one connection and reports API errors", async () => {
     const { url, stats } = await h2Server();
@@ -137,27 +148,14 @@ describe("KubeClient over HTTP/2", () => {
   });
 
   it("fails a request on a silent connection once a PING goes unanswered", async () => {
-    // TLS with ALPN h2 agreed, then silence: no SETTINGS, no response, no PING answer.
-    const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
-      socket.on("data", () => {});
-      cleanups.push(() => socket.destroy());
-    });
-    const url = await listen(server);
-    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 200, pingTimeoutMs: 200 });
-    cleanups.push(() => conn.close(0));
+    const conn = await silentConnection({ readIdleMs: 200, pingTimeoutMs: 200 });
     // Without the health check this would wait forever (no request deadline here).
     await expect(conn.request("GET", "/things/a", {}, undefined, undefined)).rejects.toThrow();
   });
 
   it("a request timing out checks its connection at once: an unanswered PING fails the other streams", async () => {
-    const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
-      socket.on("data", () => {});
-      cleanups.push(() => socket.destroy());
-    });
-    const url = await listen(server);
     // The quiet-period check alone would take a minute.
-    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 60_000, pingTimeoutMs: 200 });
-    cleanups.push(() => conn.close(0));
+    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 200 });
     const waiting = conn.request("GET", "/things/a", {}, undefined, undefined);
     waiting.catch(() => {});
     await expect(conn.request("GET", "/things/b", {}, undefined, AbortSignal.timeout(100))).rejects.toThrow();
