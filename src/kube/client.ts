@@ -4,7 +4,6 @@ import type { KubeConfig as LocalKubeConfig } from "./kubeconfig.ts";
 type KubeConfig = Pick<LocalKubeConfig, "getCurrentCluster" | "applyToHTTPSOptions">;
 import { Agent, request, type Dispatcher } from "undici";
 import type { Readable } from "node:stream";
-import { StringDecoder } from "node:string_decoder";
 import { Http2Connection, Http2UnsupportedError } from "./h2.ts";
 
 import type { KubeObject } from "../api/meta.ts";
@@ -259,20 +258,31 @@ export class KubeClient {
       // Errors reach the loop below through the iterator; this listener only keeps a late error
       // (e.g. the abort in `finally` after a throwing `onEvent`) from becoming an unhandled 'error'.
       body.on("error", () => {});
-      // One JSON object per line (the API server's watch stream framing for JSON).
-      const utf8 = new StringDecoder("utf8"); // a character may straddle two chunks
-      let rest = "";
+      // One JSON object per line (the API server's watch stream framing for JSON). Lines are cut
+      // at the byte 0x0A, which UTF-8 never uses inside a multi-byte character, and each line is
+      // decoded on its own: no string is built for a whole chunk.
+      const pending: Buffer[] = []; // the start of an unfinished line, from earlier chunks
+      const emit = (line: string) => {
+        if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
+      };
       for await (const chunk of body as AsyncIterable<Buffer>) {
         arm();
-        const text = rest + utf8.write(chunk);
         let start = 0;
-        for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
-          if (nl > start) onEvent(JSON.parse(text.slice(start, nl)) as WatchEvent<T>);
+        let nl = chunk.indexOf(0x0a);
+        if (nl !== -1 && pending.length > 0) {
+          pending.push(chunk.subarray(0, nl));
+          emit(Buffer.concat(pending).toString("utf8"));
+          pending.length = 0;
+          start = nl + 1;
+          nl = chunk.indexOf(0x0a, start);
+        }
+        for (; nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+          if (nl > start) emit(chunk.toString("utf8", start, nl));
           start = nl + 1;
         }
-        rest = text.slice(start);
+        if (start < chunk.length) pending.push(chunk.subarray(start));
       }
-      if (rest.trim()) onEvent(JSON.parse(rest) as WatchEvent<T>);
+      if (pending.length > 0) emit(Buffer.concat(pending).toString("utf8"));
     } finally {
       clearTimeout(idle);
       outer?.removeEventListener("abort", onAbort);
