@@ -33,6 +33,15 @@ const DEFAULT_TIMING: Http2Timing = { readIdleMs: 30_000, pingTimeoutMs: 15_000 
  */
 const MAX_STREAM_ID = 2 ** 30;
 
+/**
+ * Flow-control windows the client grants (RFC 9113 §6.9): 4 MiB per stream and 16 MiB per
+ * connection, where Node's defaults are 64 KiB. A burst of watch events then flows into the
+ * socket while the event loop is busy instead of stalling the API server, which closes a watch it
+ * cannot deliver to in time. client-go (Go's HTTP/2 transport) grants 4 MiB per stream too.
+ */
+const STREAM_WINDOW_BYTES = 4 << 20;
+const CONNECTION_WINDOW_BYTES = 16 << 20;
+
 /** A response whose body has not been read yet. `stream` is the HTTP/2 stream (a Readable of the body). */
 export interface Http2Response {
   status: number;
@@ -95,9 +104,11 @@ export class Http2Connection {
       cert: this.tls.cert,
       key: this.tls.key,
       rejectUnauthorized: this.tls.rejectUnauthorized ?? true,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
     };
     const session = http2.connect(this.origin, opts);
     this.open.set(session, 0);
+    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     const forget = () => {
       if (this.session === session) this.session = undefined;
     };
