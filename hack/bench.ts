@@ -664,7 +664,15 @@ async function main(): Promise<Results> {
     const api5 = await apiserverRequests(kc);
     const c0 = cpuSeconds(pid);
     const w0 = performance.now();
-    await sleep(SIZES.idleSeconds * 1000);
+    // The same window in 10 s slices (CPU % each): shows whether the idle cost is steady or a tail.
+    const slices: number[] = [];
+    for (let left = SIZES.idleSeconds * 1000, prev = c0; left > 0; left -= 10_000) {
+      await sleep(Math.min(10_000, left));
+      const now = cpuSeconds(pid);
+      slices.push(round(((now - prev) / (Math.min(10_000, left) / 1000)) * 100, 2));
+      prev = now;
+    }
+    extra.p5_cpu_percent_per_10s = slices;
     const c1 = cpuSeconds(pid);
     const wall = (performance.now() - w0) / 1000;
     results.p5_idle_cpu_percent = round(((c1 - c0) / wall) * 100, 3);
