@@ -17,8 +17,10 @@ export interface Http2Tls {
 /** Timing of an {@link Http2Connection}, milliseconds. */
 export interface Http2Timing {
   /**
-   * With no frame received for this long, the connection is checked: closed when no stream is open,
-   * otherwise sent a PING (client-go's `ReadIdleTimeout`, 30 s in k8s.io/client-go/transport).
+   * With no traffic for this long (Node's session timeout, which writes also reset; client-go's
+   * `ReadIdleTimeout` counts reads only, hence the extra check when a request times out), the
+   * connection is checked: closed when no stream is open, otherwise sent a PING (30 s in
+   * k8s.io/client-go/transport).
    */
   readIdleMs: number;
   /** A PING not answered within this long destroys the connection and its streams (client-go's `PingTimeout`, 15 s). */
