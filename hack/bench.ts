@@ -190,20 +190,31 @@ const ACTIVE = ["nexar_token_active_workers", "nexar_token_workqueue_processing"
 // The API server's own request counter (apiserver_request_total), to count the operator's calls
 // per NexarToken independently of how loaded the machine is.
 
-async function apiserverRequests(kc: KubeConfig): Promise<Map<string, number>> {
+/**
+ * GET `path` of the API server with the kubeconfig's credentials; resolves with the body.
+ * @throws Error on a network failure or a status other than 200.
+ */
+async function apiserverGet(kc: KubeConfig, path: string): Promise<Buffer> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error("no cluster");
   const opts: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(opts as never);
-  const text = await new Promise<string>((resolveText, reject) => {
-    const req = https.get(`${cluster.server}/metrics`, opts, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolveText(body));
+  return await new Promise<Buffer>((resolveBody, reject) => {
+    const req = https.get(`${cluster.server}${path}`, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        res.statusCode === 200
+          ? resolveBody(Buffer.concat(chunks))
+          : reject(new Error(`${path}: HTTP ${res.statusCode}`)),
+      );
     });
     req.on("error", reject);
   });
+}
+
+async function apiserverRequests(kc: KubeConfig): Promise<Map<string, number>> {
+  const text = (await apiserverGet(kc, "/metrics")).toString("utf8");
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line.startsWith("apiserver_request_total{")) continue;
@@ -223,20 +234,7 @@ async function apiserverRequests(kc: KubeConfig): Promise<Map<string, number>> {
  */
 async function apiserverProfile(kc: KubeConfig, path: string, seconds: number): Promise<void> {
   try {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error("no cluster");
-    const opts: https.RequestOptions = {};
-    await kc.applyToHTTPSOptions(opts as never);
-    const body = await new Promise<Buffer>((resolveBody, reject) => {
-      const req = https.get(`${cluster.server}/debug/pprof/profile?seconds=${seconds}`, opts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          res.statusCode === 200 ? resolveBody(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}`)),
-        );
-      });
-      req.on("error", reject);
-    });
+    const body = await apiserverGet(kc, `/debug/pprof/profile?seconds=${seconds}`);
     writeFileSync(path, body);
     log(`API server CPU profile (${seconds} s of P1) written to ${path}`);
   } catch (err) {
@@ -667,9 +665,10 @@ async function main(): Promise<Results> {
     // The same window in 10 s slices (CPU % each): shows whether the idle cost is steady or a tail.
     const slices: number[] = [];
     for (let left = SIZES.idleSeconds * 1000, prev = c0; left > 0; left -= 10_000) {
-      await sleep(Math.min(10_000, left));
+      const sliceMs = Math.min(10_000, left);
+      await sleep(sliceMs);
       const now = cpuSeconds(pid);
-      slices.push(round(((now - prev) / (Math.min(10_000, left) / 1000)) * 100, 2));
+      slices.push(round(((now - prev) / (sliceMs / 1000)) * 100, 2));
       prev = now;
     }
     extra.p5_cpu_percent_per_10s = slices;
