@@ -4,7 +4,7 @@ import type { KubeConfig as LocalKubeConfig } from "./kubeconfig.ts";
 type KubeConfig = Pick<LocalKubeConfig, "getCurrentCluster" | "applyToHTTPSOptions">;
 import { Agent, request, type Dispatcher } from "undici";
 import type { Readable } from "node:stream";
-import { Http2Connection, Http2UnsupportedError } from "./h2.ts";
+import { Http2Connection, Http2UnsupportedError, type TlsSettings } from "./h2.ts";
 
 import type { KubeObject } from "../api/meta.ts";
 export type { KubeObject, ObjectMeta, OwnerReference } from "../api/meta.ts";
@@ -84,14 +84,14 @@ interface RawResponse {
 export class KubeClient {
   readonly server: string;
   private readonly kc: KubeConfig;
-  private readonly connect: Http1Connect;
+  private readonly connect: TlsSettings;
   private readonly timeoutMs: number;
   /** HTTP/2 connections (requests, watches); undefined once HTTP/1.1 is in use. */
   private h2: { requests: Http2Connection; watches: Http2Connection } | undefined;
   /** HTTP/1.1 pools (requests, watches), made when first needed. */
   private h1: { requests: Agent; watches: Agent } | undefined;
 
-  private constructor(kc: KubeConfig, server: string, connect: Http1Connect, timeoutMs: number) {
+  private constructor(kc: KubeConfig, server: string, connect: TlsSettings, timeoutMs: number) {
     this.kc = kc;
     this.server = server.replace(/\/$/, "");
     this.connect = connect;
@@ -114,7 +114,7 @@ export class KubeClient {
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     const opts: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
     await kc.applyToHTTPSOptions(opts as never);
-    const connect: Http1Connect = {
+    const connect: TlsSettings = {
       ca: opts.ca as string | Buffer | undefined,
       cert: opts.cert as string | Buffer | undefined,
       key: opts.key as string | Buffer | undefined,
@@ -299,14 +299,6 @@ export class KubeClient {
       this.h1?.watches.close(),
     ]);
   }
-}
-
-/** TLS settings of the connections (from the kubeconfig). */
-interface Http1Connect {
-  ca?: string | Buffer;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  rejectUnauthorized?: boolean;
 }
 
 /** Reads a body to the end as UTF-8. Chunks are joined once at the end. */

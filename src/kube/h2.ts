@@ -6,8 +6,8 @@ import type {
   SecureClientSessionOptions,
 } from "node:http2";
 
-/** TLS settings of the connection to the API server (PEM strings or buffers). */
-export interface Http2Tls {
+/** TLS settings of a connection to the API server, from the kubeconfig (PEM strings or buffers). */
+export interface TlsSettings {
   ca?: string | Buffer;
   cert?: string | Buffer;
   key?: string | Buffer;
@@ -79,7 +79,7 @@ const NO_H2_CODES = new Set(["ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL", "ERR
  */
 export class Http2Connection {
   private readonly origin: string;
-  private readonly tls: Http2Tls;
+  private readonly tls: TlsSettings;
   private readonly timing: Http2Timing;
   private session: ClientHttp2Session | undefined;
   /** Open streams per session, to tell an idle connection from a quiet busy one. */
@@ -91,7 +91,7 @@ export class Http2Connection {
   private closed = false;
 
   /** @param origin `https://host:port` (a path is ignored). */
-  constructor(origin: string, tls: Http2Tls, timing: Http2Timing = DEFAULT_TIMING) {
+  constructor(origin: string, tls: TlsSettings, timing: Http2Timing = DEFAULT_TIMING) {
     this.origin = new URL(origin).origin;
     this.tls = tls;
     this.timing = timing;
@@ -110,13 +110,15 @@ export class Http2Connection {
     };
     const session = http2.connect(this.origin, opts);
     this.open.set(session, 0);
-    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     const forget = () => {
       if (this.session === session) this.session = undefined;
     };
     // A session error also fails its streams (each request rejects on its own); here it only
     // retires the session, so the next request connects again.
-    session.once("connect", () => this.established.add(session));
+    session.once("connect", () => {
+      this.established.add(session);
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    });
     session.on("error", forget);
     session.on("close", forget);
     session.on("goaway", forget);
