@@ -659,7 +659,6 @@ export class Reconciler {
         if (rv !== undefined) this.verified.set(key, { rv, digest, generation });
         else this.verified.delete(key);
       }
-      logIssued(); // no write was needed
       next.expiresAt = rfc3339(held.expiresAtMs);
       next.renewalTime = rfc3339(held.renewAtMs);
       next.grantedScopes = [...held.scopes];
@@ -700,7 +699,7 @@ export class Reconciler {
         rfc3339(nowAfter),
       );
     }
-    logIssued(); // issued but not published (already expired)
+    logIssued(); // issued without a Secret write (none was needed, or the token had already expired)
     await this.writeStatus(nt, await statusBase(), next);
     return requeueAtMs === undefined || !Number.isFinite(requeueAtMs)
       ? {}
