@@ -294,12 +294,21 @@ export class Reconciler {
    * either is not an integer the informer's copy is used.
    */
   private currentStatus(key: string, nt: NexarToken): TokenStatus {
-    const cached = nt.status ?? {};
     const w = this.written.get(key);
-    if (!w || w.uid !== nt.metadata.uid) return cached;
-    const a = asRevision(nt.metadata.resourceVersion);
-    const b = asRevision(w.resourceVersion);
-    return a !== undefined && b !== undefined && b > a ? w.status : cached;
+    if (w && writtenIsNewer(w, nt.metadata)) return w.status;
+    this.observed(key, nt);
+    return nt.status ?? {};
+  }
+
+  /**
+   * The informer delivered `nt` (add or update): the status this process wrote for it is dropped
+   * once the informer's copy has caught up with it (or belongs to another uid), since from then on
+   * {@link currentStatus} reads the informer's copy — keeping both would hold every NexarToken's
+   * status twice (~0.8 KB each).
+   */
+  observed(key: string, nt: NexarToken): void {
+    const w = this.written.get(key);
+    if (w && !writtenIsNewer(w, nt.metadata)) this.written.delete(key);
   }
 
   /** Reconciles `namespace/name`. */
@@ -894,11 +903,13 @@ export class Reconciler {
       });
       const rv = res?.metadata?.resourceVersion;
       if (rv !== undefined && res.metadata.uid === nt.metadata.uid) {
-        this.written.set(`${ns}/${name}`, {
-          uid: res.metadata.uid as string,
-          resourceVersion: rv,
-          status: res.status ?? {},
-        });
+        const key = `${ns}/${name}`;
+        const w = { uid: res.metadata.uid as string, resourceVersion: rv, status: res.status ?? {} };
+        // Kept only while the informer lags behind the write (its echo often arrives first; a
+        // NexarToken gone from the informer has been deleted).
+        const cached = this.d.getNexarToken(key);
+        if (cached && writtenIsNewer(w, cached.metadata)) this.written.set(key, w);
+        else this.written.delete(key);
       }
       this.d.metrics.statusWrite();
     } catch (err) {
@@ -906,6 +917,23 @@ export class Reconciler {
       throw err;
     }
   }
+}
+
+/**
+ * Whether the status this process wrote (`w`: uid and resourceVersion of the write's response) is
+ * newer than the informer's copy of the object (`meta`): same uid and a higher resourceVersion.
+ * resourceVersions are compared as integers (etcd revisions); when either is not one, false (the
+ * informer's copy wins). Kubernetes API conventions call resourceVersions opaque: this relies on
+ * kube-apiserver's etcd3 storage, as client-go's watch cache does.
+ */
+export function writtenIsNewer(
+  w: { uid: string; resourceVersion: string },
+  meta: { uid?: string; resourceVersion?: string },
+): boolean {
+  if (w.uid !== meta.uid) return false;
+  const a = asRevision(meta.resourceVersion);
+  const b = asRevision(w.resourceVersion);
+  return a !== undefined && b !== undefined && b > a;
 }
 
 /** A resourceVersion as an integer (etcd revision), or undefined when it is not one. */
