@@ -39,7 +39,8 @@ export const EVENT_MAX_QUEUED = 1_000;
  * reasons and redacted messages.
  */
 export class KubeEventRecorder implements EventRecorder {
-  private readonly last = new Map<string, { sig: string; at: number }>();
+  /** Last Event per object, type and reason: a 32-bit hash of its note and when (ms) it was recorded. */
+  private readonly last = new Map<string, { sig: number; at: number }>();
   private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly instance: string;
@@ -66,8 +67,10 @@ export class KubeEventRecorder implements EventRecorder {
 
   private emit(obj: KubeObject, type: "Normal" | "Warning", reason: string, note: string): void {
     const ns = obj.metadata.namespace ?? "default";
-    const key = `${obj.metadata.uid}\0${type}\0${reason}`;
-    const sig = note;
+    // One flat string (join, not a template: no cons-string parts kept alive), and a hash of the
+    // note rather than the note: up to EVENT_DEDUPE_ENTRIES entries are held for 10 minutes.
+    const key = [obj.metadata.uid, type, reason].join("\0");
+    const sig = fnv1a32(note);
     const now = Date.now();
     const prev = this.last.get(key);
     if (prev && prev.sig === sig && now - prev.at < EVENT_DEDUPE_MS) return;
@@ -142,4 +145,18 @@ export function eventName(objectName: string, nowMs: number, seq: number): strin
   const nanos = BigInt(Math.floor(nowMs)) * 1_000_000n + BigInt(seq % 1_000_000);
   const suffix = `.${nanos.toString(16)}`;
   return `${objectName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
+}
+
+/**
+ * FNV-1a, 32 bits, over the UTF-16 code units of `s` (http://www.isthe.com/chongo/tech/comp/fnv/).
+ * A changed note whose hash collides with the previous one's is taken as unchanged: with 2^32
+ * values that drops one Event in billions, within the dedupe window only.
+ */
+export function fnv1a32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
