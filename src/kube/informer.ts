@@ -43,7 +43,9 @@ export interface InformerOptions<T extends KubeObject> {
 
 /** `namespace/name`, the work-queue key of an object (controller-runtime's `NamespacedName`). */
 export function keyOf(obj: KubeObject): string {
-  return `${obj.metadata.namespace ?? ""}/${obj.metadata.name ?? ""}`;
+  // join, not a template literal: one flat string, no cons-string parts kept alive by the maps
+  // that hold keys (informer store, queue, index, reconciler state: tens of bytes per object).
+  return [obj.metadata.namespace ?? "", obj.metadata.name ?? ""].join("/");
 }
 
 const MIN_BACKOFF_MS = 800;
