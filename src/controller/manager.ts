@@ -18,6 +18,7 @@ import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
 import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { SecretIndex } from "./secret-index.ts";
+import { compactNexarToken, Interner } from "./compact.ts";
 
 /** Settings of one operator process. */
 export interface ManagerOptions {
@@ -50,6 +51,8 @@ export class Manager {
   private readonly tokens: Informer<NexarToken>;
   private readonly secrets: Informer<KubeObject>;
   private readonly index = new SecretIndex();
+  /** Shared copies of the string values that repeat across cached NexarTokens ({@link compactNexarToken}). */
+  private readonly strings = new Interner();
   /** Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see secretChanged). */
   private readonly echoes = new Map<string, string>();
   private readonly limiter = new ItemExponentialFailureRateLimiter();
@@ -79,19 +82,23 @@ export class Manager {
       path: (ns) => nexarTokenPath(ns),
       namespaces: o.namespaces,
       store: true,
-      transform: stripManagedFields,
+      transform: (nt) => compactNexarToken(nt, this.strings),
       logger: log,
       handlers: {
         onAdd: (nt) => {
-          this.index.set(keyOf(nt), refsOf(nt));
-          this.queue.add(keyOf(nt));
+          const key = keyOf(nt);
+          this.index.set(key, refsOf(nt));
+          this.reconciler.observed(key, nt);
+          this.queue.add(key);
         },
         onUpdate: (nt, old) => {
-          this.index.set(keyOf(nt), refsOf(nt));
+          const key = keyOf(nt);
+          this.index.set(key, refsOf(nt));
+          this.reconciler.observed(key, nt); // the echo of a status write: drop the written copy
           // Status-only changes (our own writes) need no reconcile (controller-runtime's
           // GenerationChangedPredicate, widened to annotations and labels for refresh requests).
           if (old && !specOrMetaChanged(nt, old)) return;
-          this.queue.add(keyOf(nt));
+          this.queue.add(key);
         },
         onDelete: (nt) => {
           this.index.delete(keyOf(nt));
@@ -355,7 +362,7 @@ function refsOf(nt: NexarToken): string[] {
   const ns = nt.metadata.namespace ?? "";
   const creds = nt.spec?.credentialsSecretRef?.name;
   const target = nt.spec?.target?.name ?? nt.metadata.name;
-  return [creds, target].filter((x): x is string => !!x).map((n) => `${ns}/${n}`);
+  return [creds, target].filter((x): x is string => !!x).map((n) => [ns, n].join("/"));
 }
 
 function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {
@@ -369,10 +376,3 @@ function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {
 
 /** Longest a shutdown waits for queued Events to be sent, ms. */
 const EVENTS_DRAIN_MS = 2_000;
-
-/** Drops `metadata.managedFields` (server-side-apply bookkeeping the operator never reads). */
-function stripManagedFields<T extends KubeObject>(obj: T): T {
-  const meta = obj.metadata as { managedFields?: unknown };
-  if (meta.managedFields !== undefined) delete meta.managedFields;
-  return obj;
-}
