@@ -25,6 +25,8 @@
  *   --operator-arg <arg> (repeatable, passed to `run`) --node-options "<node flags>" (NODE_OPTIONS
  *   of the operator) --operator-env K=V (repeatable) --profile-dir <dir> (CPU profile of the operator + heap snapshot at P4; the API server's CPU profile over 8 s of P1)
  *   --log-level info --keep-logs <path prefix> (operator logs → <prefix>.1, <prefix>.2)
+ *   --operator-auth serviceaccount|admin (default serviceaccount: the chart's ServiceAccount and
+ *   RBAC, with a TokenRequest token, as in a cluster; admin: the harness's client certificate)
  *
  * The operator runs as shipped: NODE_OPTIONS from the Helm chart's `nodeOptions` value and
  * MALLOC_ARENA_MAX from the Dockerfile, unless --node-options / --operator-env say otherwise.
@@ -38,7 +40,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "../src/kube/kubeconfig.ts";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { KubeClient, isStatus, type KubeList } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
 import type { NexarToken } from "../src/api/types.ts";
@@ -46,6 +48,7 @@ import { startControlPlane, type ControlPlane } from "../test/harness/controlpla
 import { startIdentityServer, type IdentityServer } from "../test/harness/identity.ts";
 import { applyCrd, createNamespace } from "../test/harness/kube.ts";
 import { CLI, startOperator, type OperatorProcess } from "../test/harness/operator.ts";
+import { CHART, RELEASE, toolPath } from "../test/alerts/render-rules.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CRD_PATH = join(ROOT, "crds", "nexartokens.nexar-operator.io.yaml");
@@ -102,10 +105,15 @@ const { values: flags } = parseArgs({
     "node-options": { type: "string" },
     "keep-logs": { type: "string" },
     "operator-env": { type: "string", multiple: true, default: [] },
+    "operator-auth": { type: "string", default: "serviceaccount" },
   },
 });
 
 const quick = flags.quick === true;
+if (flags["operator-auth"] !== "serviceaccount" && flags["operator-auth"] !== "admin") {
+  process.stderr.write(`bench: --operator-auth must be serviceaccount or admin (got ${flags["operator-auth"]})\n`);
+  process.exit(2);
+}
 /** A size flag: a whole number ≥ `min` (default for the full or the quick run). Exits 2 with a message otherwise. */
 const num = (name: keyof typeof flags, full: number, q: number, min = 1): number => {
   const raw = flags[name];
@@ -426,6 +434,61 @@ async function createIgnoringConflict(kube: KubeClient, path: string, body: unkn
   }
 }
 
+/** API collection path of each kind the chart's ServiceAccount and RBAC templates render. */
+const RBAC_PATHS: Record<string, (ns: string) => string> = {
+  ServiceAccount: (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
+  ClusterRole: () => "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+  ClusterRoleBinding: () => "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+  Role: (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`,
+  RoleBinding: (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`,
+};
+
+/**
+ * The operator's identity as in a cluster: the chart's ServiceAccount and RBAC (`helm template`,
+ * leader election off as in the bench) created in the release namespace, and a kubeconfig holding
+ * a TokenRequest token of that ServiceAccount (1 h). Returns the kubeconfig's path.
+ * @throws when helm, an API call or the TokenRequest fails.
+ */
+async function serviceAccountKubeconfig(cp: ControlPlane, kube: KubeClient): Promise<string> {
+  const ns = RELEASE.namespace;
+  const out = execFileSync(
+    toolPath("helm"),
+    [
+      "template",
+      RELEASE.name,
+      CHART,
+      "--namespace",
+      ns,
+      "--set",
+      "leaderElection.enabled=false",
+      "--show-only",
+      "templates/serviceaccount.yaml",
+      "--show-only",
+      "templates/rbac.yaml",
+    ],
+    { encoding: "utf8" },
+  );
+  await createNamespace(cp.kubeconfigPath, ns);
+  let sa: string | undefined;
+  for (const doc of parseAllDocuments(out)) {
+    const o = doc.toJS() as { kind: string; metadata: { name: string; namespace?: string } } | null;
+    if (!o) continue;
+    const path = RBAC_PATHS[o.kind];
+    if (!path) throw new Error(`bench: no API path for ${o.kind} rendered by the chart`);
+    await createIgnoringConflict(kube, path(o.metadata.namespace ?? ns), o);
+    if (o.kind === "ServiceAccount") sa = o.metadata.name;
+  }
+  if (!sa) throw new Error("bench: the chart rendered no ServiceAccount");
+  const tr = await kube.request<{ status?: { token?: string } }>(
+    "POST",
+    `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`,
+    { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } } },
+  );
+  const token = tr.status?.token;
+  if (!token) throw new Error("bench: TokenRequest returned no token");
+  return await cp.kubeconfigWithToken(token, "bench-operator");
+}
+
 function operatorSupports(flag: string): boolean {
   try {
     return execFileSync(process.execPath, [CLI, "run", "--help"], { encoding: "utf8" }).includes(flag);
@@ -439,7 +502,7 @@ function operatorSupports(flag: string): boolean {
 
 /** How the operator was run (recorded in the results). */
 const runConfig: {
-  operator?: { cli: string; args: string[]; nodeOptions?: string; env: Record<string, string> };
+  operator?: { cli: string; args: string[]; auth: string; nodeOptions?: string; env: Record<string, string> };
 } = {};
 
 interface Results {
@@ -491,6 +554,7 @@ async function main(): Promise<Results> {
   runConfig.operator = {
     cli: CLI,
     args: operatorArgs,
+    auth: flags["operator-auth"],
     nodeOptions: nodeOptions || undefined,
     env: Object.fromEntries(Object.entries(operatorEnv).filter(([k]) => k !== "NODE_OPTIONS")),
   };
@@ -530,12 +594,14 @@ async function main(): Promise<Results> {
       });
     }
 
+    const operatorKubeconfig =
+      flags["operator-auth"] === "admin" ? cp.kubeconfigPath : await serviceAccountKubeconfig(cp, k);
     tracker = new Tracker(k);
     await tracker.start();
     const t = tracker;
     log(`starting the operator (${operatorArgs.join(" ") || "default flags"}) …`);
     op = await startOperator({
-      kubeconfig: cp.kubeconfigPath,
+      kubeconfig: operatorKubeconfig,
       logLevel: flags["log-level"],
       extraArgs: operatorArgs,
       env: operatorEnv,
@@ -691,7 +757,7 @@ async function main(): Promise<Results> {
     const api3 = await apiserverRequests(kc);
     const r0 = Date.now();
     op = await startOperator({
-      kubeconfig: cp.kubeconfigPath,
+      kubeconfig: operatorKubeconfig,
       logLevel: flags["log-level"],
       extraArgs: operatorArgs,
       env: operatorEnv,
