@@ -61,7 +61,9 @@ describe("compactNexarToken", () => {
     compactNexarToken(nt, new Interner());
     expect("grant" in nt.spec).toBe(false);
     expect("status" in nt).toBe(false);
-    expect("lastFailureReason" in (parsed("t2").status ?? {})).toBe(false);
+    const withStatus = compactNexarToken(parsed("t2"), new Interner());
+    expect("lastFailureReason" in (withStatus.status ?? {})).toBe(false);
+    expect("refreshTokenKey" in withStatus.spec.credentialsSecretRef).toBe(false);
   });
 
   it("interns repeated values so NexarTokens share them (fewer strings per cached object)", () => {
