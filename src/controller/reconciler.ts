@@ -5,6 +5,7 @@ import { validateNexarToken } from "../api/validate.ts";
 import { API_VERSION, KIND, ANNOTATION_REFRESH_REQUESTED_AT } from "../api/constants.ts";
 import { isStatus, type KubeClient, type Secret } from "../kube/client.ts";
 import { secretPath, nexarTokenStatusPath } from "../kube/paths.ts";
+import { keyOf } from "../kube/informer.ts";
 import type { IssuedToken, TokenRequest } from "../oauth/types.ts";
 import { TokenEndpointError } from "../oauth/errors.ts";
 import {
@@ -295,8 +296,10 @@ export class Reconciler {
    */
   private currentStatus(key: string, nt: NexarToken): TokenStatus {
     const w = this.written.get(key);
-    if (w && writtenIsNewer(w, nt.metadata)) return w.status;
-    this.observed(key, nt);
+    if (w) {
+      if (writtenIsNewer(w, nt.metadata)) return w.status;
+      this.written.delete(key); // the informer has caught up (see observed)
+    }
     return nt.status ?? {};
   }
 
@@ -903,7 +906,7 @@ export class Reconciler {
       });
       const rv = res?.metadata?.resourceVersion;
       if (rv !== undefined && res.metadata.uid === nt.metadata.uid) {
-        const key = `${ns}/${name}`;
+        const key = keyOf(nt);
         const w = { uid: res.metadata.uid as string, resourceVersion: rv, status: res.status ?? {} };
         // Kept only while the informer lags behind the write (its echo often arrives first; a
         // NexarToken gone from the informer has been deleted).
