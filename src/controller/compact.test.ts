@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { NexarToken } from "../api/types.ts";
-import { compactNexarToken, Interner } from "./compact.ts";
+import { compactNexarToken, Interner, stripManagedFields } from "./compact.ts";
 
 /** A NexarToken as JSON.parse makes it: every string a fresh copy. */
 function parsed(name: string, extra: Record<string, unknown> = {}): NexarToken {
@@ -75,5 +75,20 @@ describe("compactNexarToken", () => {
     compactNexarToken(parsed("t2"), pool);
     expect(pool.size).toBe(n);
     expect(n).toBe(16);
+  });
+});
+
+describe("stripManagedFields", () => {
+  it("drops metadata.managedFields and keeps every other metadata field; an object without them is left as it is", () => {
+    const secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "s", namespace: "ns", resourceVersion: "7", managedFields: [{ manager: "m" }] },
+    };
+    const out = stripManagedFields(secret);
+    expect(out).toBe(secret);
+    expect(out.metadata).toEqual({ name: "s", namespace: "ns", resourceVersion: "7" });
+    const meta = out.metadata;
+    expect(stripManagedFields(out).metadata).toBe(meta);
   });
 });

@@ -1,3 +1,4 @@
+import type { KubeObject } from "../api/meta.ts";
 import type { NexarToken } from "../api/types.ts";
 
 /**
@@ -44,12 +45,7 @@ export class Interner {
  * (BENCHMARKS.md, P4).
  */
 export function compactNexarToken(nt: NexarToken, pool: Interner): NexarToken {
-  if ((nt.metadata as { managedFields?: unknown }).managedFields !== undefined) {
-    // A new object rather than `delete`: V8 turns an object that loses a property into a
-    // dictionary-mode object (a hash table: larger, and slower to read).
-    const { managedFields: _dropped, ...meta } = nt.metadata as typeof nt.metadata & { managedFields?: unknown };
-    nt.metadata = meta;
-  }
+  stripManagedFields(nt);
   internFields(nt, ["apiVersion", "kind"], pool);
   internFields(nt.metadata, ["namespace"], pool);
   const spec = nt.spec as Record<string, unknown> | undefined;
@@ -68,6 +64,19 @@ export function compactNexarToken(nt: NexarToken, pool: Interner): NexarToken {
     internFields(status, ["lastFailureReason"], pool);
   }
   return nt;
+}
+
+/**
+ * Drops `metadata.managedFields` from `obj`, in place, and returns it. `metadata` is replaced by a
+ * new object rather than losing the property through `delete`: V8 turns an object that loses a
+ * property into a dictionary-mode object (a hash table: larger, and slower to read).
+ */
+export function stripManagedFields<T extends KubeObject>(obj: T): T {
+  if ((obj.metadata as { managedFields?: unknown }).managedFields !== undefined) {
+    const { managedFields: _dropped, ...meta } = obj.metadata as T["metadata"] & { managedFields?: unknown };
+    obj.metadata = meta;
+  }
+  return obj;
 }
 
 /** Interns the string-valued `fields` of `obj` (an object; anything else is left alone). Absent fields stay absent. */

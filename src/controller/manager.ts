@@ -10,7 +10,7 @@ import {
   type Secret,
 } from "../kube/client.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
-import { Informer, keyOf } from "../kube/informer.ts";
+import { Informer, keyOf, objectKey } from "../kube/informer.ts";
 import { nexarTokenPath, secretPath } from "../kube/paths.ts";
 import { KubeEventRecorder } from "../kube/events.ts";
 import { ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
@@ -18,7 +18,7 @@ import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
 import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { SecretIndex } from "./secret-index.ts";
-import { compactNexarToken, Interner } from "./compact.ts";
+import { compactNexarToken, Interner, stripManagedFields } from "./compact.ts";
 
 /** Settings of one operator process. */
 export interface ManagerOptions {
@@ -239,8 +239,7 @@ export class Manager {
           });
           for (const s of page.items) {
             if (this.index.referencing(keyOf(s)).length === 0) continue;
-            delete (s.metadata as { managedFields?: unknown }).managedFields;
-            this.reconciler.prime(s);
+            this.reconciler.prime(stripManagedFields(s));
             primed++;
           }
           cont = page.metadata.continue || undefined;
@@ -362,7 +361,7 @@ function refsOf(nt: NexarToken): string[] {
   const ns = nt.metadata.namespace ?? "";
   const creds = nt.spec?.credentialsSecretRef?.name;
   const target = nt.spec?.target?.name ?? nt.metadata.name;
-  return [creds, target].filter((x): x is string => !!x).map((n) => [ns, n].join("/"));
+  return [creds, target].filter((x): x is string => !!x).map((n) => objectKey(ns, n));
 }
 
 function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {

@@ -43,9 +43,16 @@ export interface InformerOptions<T extends KubeObject> {
 
 /** `namespace/name`, the work-queue key of an object (controller-runtime's `NamespacedName`). */
 export function keyOf(obj: KubeObject): string {
-  // join, not a template literal: one flat string, no cons-string parts kept alive by the maps
-  // that hold keys (informer store, queue, index, reconciler state: tens of bytes per object).
-  return [obj.metadata.namespace ?? "", obj.metadata.name ?? ""].join("/");
+  return objectKey(obj.metadata.namespace ?? "", obj.metadata.name ?? "");
+}
+
+/**
+ * `namespace/name` of the object `name` in `namespace` ({@link keyOf} without the object). Built
+ * with join, not a template literal: one flat string, no cons-string parts kept alive by the maps
+ * that hold keys (informer store, queue, index, reconciler state: tens of bytes per object).
+ */
+export function objectKey(namespace: string, name: string): string {
+  return [namespace, name].join("/");
 }
 
 const MIN_BACKOFF_MS = 800;
