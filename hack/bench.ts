@@ -46,7 +46,7 @@ import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
 import type { NexarToken } from "../src/api/types.ts";
 import { startControlPlane, type ControlPlane } from "../test/harness/controlplane.ts";
 import { startIdentityServer, type IdentityServer } from "../test/harness/identity.ts";
-import { applyCrd, createNamespace } from "../test/harness/kube.ts";
+import { applyCrd, collectionPath, createNamespace } from "../test/harness/kube.ts";
 import { CLI, startOperator, type OperatorProcess } from "../test/harness/operator.ts";
 import { CHART, RELEASE, toolPath } from "../test/alerts/render-rules.ts";
 
@@ -434,15 +434,6 @@ async function createIgnoringConflict(kube: KubeClient, path: string, body: unkn
   }
 }
 
-/** API collection path of each kind the chart's ServiceAccount and RBAC templates render. */
-const RBAC_PATHS: Record<string, (ns: string) => string> = {
-  ServiceAccount: (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
-  ClusterRole: () => "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-  ClusterRoleBinding: () => "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-  Role: (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`,
-  RoleBinding: (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`,
-};
-
 /**
  * The operator's identity as in a cluster: the chart's ServiceAccount and RBAC (`helm template`,
  * leader election off as in the bench) created in the release namespace, and a kubeconfig holding
@@ -471,11 +462,9 @@ async function serviceAccountKubeconfig(cp: ControlPlane, kube: KubeClient): Pro
   await createNamespace(cp.kubeconfigPath, ns);
   let sa: string | undefined;
   for (const doc of parseAllDocuments(out)) {
-    const o = doc.toJS() as { kind: string; metadata: { name: string; namespace?: string } } | null;
+    const o = doc.toJS() as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } | null;
     if (!o) continue;
-    const path = RBAC_PATHS[o.kind];
-    if (!path) throw new Error(`bench: no API path for ${o.kind} rendered by the chart`);
-    await createIgnoringConflict(kube, path(o.metadata.namespace ?? ns), o);
+    await createIgnoringConflict(kube, collectionPath(o, ns), o);
     if (o.kind === "ServiceAccount") sa = o.metadata.name;
   }
   if (!sa) throw new Error("bench: the chart rendered no ServiceAccount");

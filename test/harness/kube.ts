@@ -105,3 +105,36 @@ export async function createNamespace(kc: KubeConfig | string, name: string): Pr
     return await core.readNamespace({ name });
   }
 }
+
+/**
+ * API path (collection) of each kind the Helm chart renders, by `apiVersion/kind`; a kind missing
+ * here fails the chart test and the bench on purpose ({@link collectionPath}).
+ */
+export const CHART_PATHS: Record<string, (ns: string) => string> = {
+  "v1/ServiceAccount": (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
+  "v1/Service": (ns) => `/api/v1/namespaces/${ns}/services`,
+  "v1/ConfigMap": (ns) => `/api/v1/namespaces/${ns}/configmaps`,
+  "apps/v1/Deployment": (ns) => `/apis/apps/v1/namespaces/${ns}/deployments`,
+  "policy/v1/PodDisruptionBudget": (ns) => `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets`,
+  "rbac.authorization.k8s.io/v1/ClusterRole": () => `/apis/rbac.authorization.k8s.io/v1/clusterroles`,
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": () => `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings`,
+  "rbac.authorization.k8s.io/v1/Role": (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`,
+  "rbac.authorization.k8s.io/v1/RoleBinding": (ns) =>
+    `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`,
+  "networking.k8s.io/v1/NetworkPolicy": (ns) => `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
+  "monitoring.coreos.com/v1/ServiceMonitor": (ns) => `/apis/monitoring.coreos.com/v1/namespaces/${ns}/servicemonitors`,
+  "monitoring.coreos.com/v1/PrometheusRule": (ns) => `/apis/monitoring.coreos.com/v1/namespaces/${ns}/prometheusrules`,
+};
+
+/**
+ * The collection path to POST object `o` to: its namespace, else `defaultNamespace`.
+ * @throws Error naming the kind when {@link CHART_PATHS} does not know it.
+ */
+export function collectionPath(
+  o: { apiVersion: string; kind: string; metadata: { namespace?: string } },
+  defaultNamespace: string,
+): string {
+  const p = CHART_PATHS[`${o.apiVersion}/${o.kind}`];
+  if (!p) throw new Error(`no API path known for ${o.apiVersion}/${o.kind}; add it to CHART_PATHS`);
+  return p(o.metadata.namespace ?? defaultNamespace);
+}

@@ -25,7 +25,7 @@ import { AuthorizationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from
 import { KubeClient } from "../../src/kube/client.ts";
 import { startControlPlane, type ControlPlane } from "../harness/controlplane.ts";
 import { startIdentityServer, type IdentityServer } from "../harness/identity.ts";
-import { apiErrorCode, createNamespace, loadKubeConfig, waitFor } from "../harness/kube.ts";
+import { apiErrorCode, collectionPath, createNamespace, loadKubeConfig, waitFor } from "../harness/kube.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import { CHART, toolPath } from "../alerts/render-rules.ts";
 import type { NexarToken } from "../../src/api/types.ts";
@@ -33,23 +33,6 @@ import type { NexarToken } from "../../src/api/types.ts";
 const exec = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const G = { group: "nexar-operator.io", version: "v1alpha1", plural: "nexartokens" };
-
-/** API path (collection) of each kind the chart renders; a kind missing here fails the test on purpose. */
-const PATHS: Record<string, (ns: string) => string> = {
-  "v1/ServiceAccount": (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
-  "v1/Service": (ns) => `/api/v1/namespaces/${ns}/services`,
-  "v1/ConfigMap": (ns) => `/api/v1/namespaces/${ns}/configmaps`,
-  "apps/v1/Deployment": (ns) => `/apis/apps/v1/namespaces/${ns}/deployments`,
-  "policy/v1/PodDisruptionBudget": (ns) => `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets`,
-  "rbac.authorization.k8s.io/v1/ClusterRole": () => `/apis/rbac.authorization.k8s.io/v1/clusterroles`,
-  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": () => `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings`,
-  "rbac.authorization.k8s.io/v1/Role": (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`,
-  "rbac.authorization.k8s.io/v1/RoleBinding": (ns) =>
-    `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`,
-  "networking.k8s.io/v1/NetworkPolicy": (ns) => `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
-  "monitoring.coreos.com/v1/ServiceMonitor": (ns) => `/apis/monitoring.coreos.com/v1/namespaces/${ns}/servicemonitors`,
-  "monitoring.coreos.com/v1/PrometheusRule": (ns) => `/apis/monitoring.coreos.com/v1/namespaces/${ns}/prometheusrules`,
-};
 
 interface Obj {
   apiVersion: string;
@@ -163,9 +146,7 @@ async function template(release: string, sets: string[]): Promise<Obj[]> {
 }
 
 function pathOf(o: Obj): string {
-  const p = PATHS[`${o.apiVersion}/${o.kind}`];
-  if (!p) throw new Error(`no API path known for ${o.apiVersion}/${o.kind}; add it to PATHS`);
-  return p(o.metadata.namespace ?? RELEASE_NS);
+  return collectionPath(o, RELEASE_NS);
 }
 
 /** A TokenRequest token for ServiceAccount `ns/name`, and a kubeconfig that uses it. */
