@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { setCondition, statusEqual, statusPatch } from "./status.ts";
+import { jsonEqual, setCondition, statusEqual, statusPatch } from "./status.ts";
 
 describe("setCondition", () => {
   const t0 = "2026-01-01T00:00:00Z";
@@ -41,5 +41,32 @@ describe("statusEqual / statusPatch", () => {
       failedAttempts: 0,
       lastFailureReason: null,
     });
+  });
+});
+
+describe("jsonEqual", () => {
+  it("compares nested objects by defined keys in any order, arrays in order", () => {
+    const cond = { type: "Ready", status: "True", reason: "TokenIssued", observedGeneration: 1 };
+    expect(
+      jsonEqual(
+        { conditions: [cond], grantedScopes: ["a", "b"] },
+        { grantedScopes: ["a", "b"], conditions: [{ ...cond }] },
+      ),
+    ).toBe(true);
+    expect(jsonEqual({ conditions: [cond] }, { conditions: [{ ...cond, status: "False" }] })).toBe(false);
+    expect(jsonEqual({ grantedScopes: ["a", "b"] }, { grantedScopes: ["b", "a"] })).toBe(false);
+    expect(jsonEqual({ grantedScopes: ["a"] }, { grantedScopes: ["a", "a"] })).toBe(false);
+    expect(jsonEqual({ a: { b: undefined } }, { a: {} })).toBe(true);
+  });
+  it("tells apart a missing key from a defined one, types, null and arrays from objects", () => {
+    expect(jsonEqual({ a: 1 }, { a: 1, b: 2 })).toBe(false);
+    expect(jsonEqual({ a: 1, b: 2 }, { a: 1 })).toBe(false);
+    expect(jsonEqual({ a: 1, b: undefined }, { a: 1, c: undefined })).toBe(true);
+    expect(jsonEqual({ a: 1 }, { a: "1" })).toBe(false);
+    expect(jsonEqual({ a: null }, { a: {} })).toBe(false);
+    expect(jsonEqual([], {})).toBe(false);
+    expect(jsonEqual({ 0: "x" }, ["x"])).toBe(false);
+    expect(jsonEqual(null, null)).toBe(true);
+    expect(jsonEqual(0, -0)).toBe(true);
   });
 });

@@ -53,18 +53,36 @@ export function setCondition(
 
 /** Deep equality of two statuses as JSON values (key order ignored; undefined fields ignored). */
 export function statusEqual(a: TokenStatus | undefined, b: TokenStatus | undefined): boolean {
-  return canonical(a ?? {}) === canonical(b ?? {});
+  return jsonEqual(a ?? {}, b ?? {});
 }
 
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
-  if (v && typeof v === "object") {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(",")}}`;
+/**
+ * Deep equality of two JSON values: objects compare by their keys whose value is not
+ * `undefined`, in any order; arrays element by element. Allocates nothing for primitives and
+ * equal-length arrays (status comparison runs on every reconcile).
+ */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  const aArray = Array.isArray(a);
+  if (aArray !== Array.isArray(b)) return false;
+  if (aArray) {
+    const x = a as unknown[];
+    const y = b as unknown[];
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (!jsonEqual(x[i], y[i])) return false;
+    return true;
   }
-  return JSON.stringify(v);
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let defined = 0;
+  for (const k in x) {
+    if (!Object.hasOwn(x, k) || x[k] === undefined) continue;
+    defined++;
+    if (!Object.hasOwn(y, k) || !jsonEqual(x[k], y[k])) return false;
+  }
+  for (const k in y) if (Object.hasOwn(y, k) && y[k] !== undefined) defined--;
+  return defined === 0;
 }
 
 /**
@@ -77,7 +95,7 @@ export function statusPatch(current: TokenStatus | undefined, desired: TokenStat
   for (const k of keys) {
     const d = (desired as Record<string, unknown>)[k];
     const c = (current as Record<string, unknown> | undefined)?.[k];
-    if (canonical(d ?? null) !== canonical(c ?? null)) patch[k] = d ?? null;
+    if (!jsonEqual(d ?? null, c ?? null)) patch[k] = d ?? null;
   }
   return patch;
 }
