@@ -84,6 +84,66 @@ export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefi
 
 /** Credentials Secrets kept in memory at most (least recently used dropped first). */
 const CREDENTIALS_CACHE_ENTRIES = 1024;
+/** Spec variants remembered per credentials Secret object (see `Reconciler.credentialsFor`). */
+const DERIVED_PER_SECRET = 64;
+
+/** A token request built from one credentials Secret version, or why none can be. */
+export type DerivedCredentials =
+  { request: Readonly<TokenRequest>; lineage: string | undefined; fingerprint: string } | { error: string };
+
+/**
+ * The token request, refresh-token lineage and {@link fingerprintOf} that a credentials Secret
+ * gives for a spec — or the {@link readCredentials} error naming the missing keys — computed once
+ * per Secret object and spec fields, so a burst of NexarTokens sharing a Secret decodes it,
+ * builds the request and hashes it once. Keyed on the Secret object (a `WeakMap`: the reconciler's
+ * credentials cache replaces the object when the Secret changes, and the entry goes with it).
+ * Requests are frozen, so the issuer's keyed hashes of them can be remembered per object too
+ * (`KeyHasher`). Pure apart from the memo; never throws.
+ */
+export class DerivedCredentialsCache {
+  readonly #bySecret = new WeakMap<Secret, Map<string, DerivedCredentials>>();
+
+  get(
+    creds: Secret,
+    spec: Pick<ResolvedSpec, "tokenUrl" | "grant" | "clientAuthentication" | "credentialsSecretRef" | "scopes">,
+  ): DerivedCredentials {
+    const ref = spec.credentialsSecretRef;
+    const fields = JSON.stringify([
+      spec.tokenUrl,
+      spec.grant,
+      spec.clientAuthentication,
+      ref.clientIdKey,
+      ref.clientSecretKey,
+      ref.refreshTokenKey,
+      spec.scopes,
+    ]);
+    let perSpec = this.#bySecret.get(creds);
+    if (!perSpec) {
+      perSpec = new Map();
+      this.#bySecret.set(creds, perSpec);
+    }
+    const known = perSpec.get(fields);
+    if (known) return known;
+    const read = readCredentials(creds, spec);
+    let out: DerivedCredentials;
+    if ("error" in read) out = read;
+    else {
+      const request: TokenRequest = Object.freeze({
+        tokenUrl: spec.tokenUrl,
+        grant: spec.grant,
+        clientAuthentication: spec.clientAuthentication,
+        clientId: read.clientId,
+        clientSecret: read.clientSecret,
+        refreshToken: read.refreshToken,
+        scopes: Object.freeze([...spec.scopes]) as string[],
+      });
+      const lineage = spec.grant === "RefreshToken" ? refreshTokenLineage(creds, ref.refreshTokenKey) : undefined;
+      out = { request, lineage, fingerprint: fingerprintOf(request, lineage) };
+    }
+    if (perSpec.size < DERIVED_PER_SECRET) perSpec.set(fields, out);
+    return out;
+  }
+}
 
 /** Attempts of one Secret write when the API server answers 409 Conflict (SPEC §3.7). */
 export const SECRET_WRITE_ATTEMPTS = 3;
@@ -193,6 +253,8 @@ export class Reconciler {
   private readonly written = new Map<string, { uid: string; resourceVersion: string; status: TokenStatus }>();
   /** Credentials Secrets by `namespace/name`, as read at their resourceVersion (bounded, LRU). */
   private readonly credentials = new Map<string, Secret>();
+  /** Token requests derived from credentials Secrets, once per Secret object and spec. */
+  private readonly derived = new DerivedCredentialsCache();
   /** Credentials Secret GETs in flight, by `namespace/name` (see {@link readCredentialsSecret}). */
   private readonly credentialReads = new Map<string, Promise<Secret | undefined>>();
   /**
@@ -350,23 +412,12 @@ export class Reconciler {
       );
       return { requeueAfterMs: this.d.config.recheckMs };
     }
-    const read = readCredentials(creds, spec);
+    const read = this.derived.get(creds, spec);
     if ("error" in read) {
       await this.writeStatus(nt, status, this.failed(status, generation, "CredentialsInvalid", read.error));
       return { requeueAfterMs: this.d.config.recheckMs };
     }
-    const request: TokenRequest = {
-      tokenUrl: spec.tokenUrl,
-      grant: spec.grant,
-      clientAuthentication: spec.clientAuthentication,
-      clientId: read.clientId,
-      clientSecret: read.clientSecret,
-      refreshToken: read.refreshToken,
-      scopes: spec.scopes,
-    };
-    const lineage =
-      spec.grant === "RefreshToken" ? refreshTokenLineage(creds, spec.credentialsSecretRef.refreshTokenKey) : undefined;
-    const fingerprint = fingerprintOf(request, lineage);
+    const { request, lineage, fingerprint } = read;
 
     // 3. target Secret and ownership (SPEC §3.6).
     const targetPath = secretPath(ns, spec.target.name);
