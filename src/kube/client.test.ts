@@ -162,6 +162,60 @@ describe("KubeClient over HTTP/2", () => {
     await expect(waiting).rejects.toThrow();
   });
 
+  it("a request past its deadline fails with a TimeoutError and checks its connection", async () => {
+    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 200 });
+    const waiting = conn.request("GET", "/things/a", {}, undefined, undefined);
+    waiting.catch(() => {});
+    const started = Date.now();
+    const err = await conn.request("GET", "/things/b", {}, undefined, undefined, 100).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: "TimeoutError" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    await expect(waiting).rejects.toThrow(); // the check's PING went unanswered
+  });
+
+  it("KubeClient's deadline covers the body too, and leaves watches alone", async () => {
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream, headers) => {
+      stream.on("error", () => {}); // the client's cancel
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.write(String(headers[":path"]).includes("watch=1") ? "" : '{"metadata":'); // then nothing
+    });
+    const c = await KubeClient.create(kubeconfig(await listen(server)), 300);
+    const stop = new AbortController();
+    cleanups.push(() => c.close());
+    cleanups.push(() => stop.abort());
+    const watching = c.watch("/things", { idleTimeoutMs: 5_000, signal: stop.signal }, () => {});
+    watching.catch(() => {});
+    await expect(c.request("GET", "/things/slow")).rejects.toMatchObject({ name: "TimeoutError" });
+    const outcome = await Promise.race([
+      watching.then(
+        () => "ended",
+        () => "failed",
+      ),
+      new Promise((r) => setTimeout(r, 500, "open")),
+    ]);
+    expect(outcome).toBe("open");
+  });
+
+  it("keeps the server URL's path and encodes the query", async () => {
+    const paths: string[] = [];
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream, headers) => {
+      paths.push(String(headers[":path"]));
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.end("{}");
+    });
+    const c = await client(`${await listen(server)}/k8s/clusters/c-1/`);
+    await c.request("GET", "/api/v1/secrets", {
+      query: { labelSelector: "a=b,c in (d)", limit: 500, continue: undefined },
+    });
+    await c.request("GET", "/api/v1/namespaces/x/secrets/y");
+    expect(paths).toEqual([
+      "/k8s/clusters/c-1/api/v1/secrets?labelSelector=a%3Db%2Cc+in+%28d%29&limit=500",
+      "/k8s/clusters/c-1/api/v1/namespaces/x/secrets/y",
+    ]);
+  });
+
   it("keeps PINGing a quiet connection with an open stream, once per quiet period", async () => {
     let pings = 0;
     const server = http2.createSecureServer({ key, cert });

@@ -86,6 +86,8 @@ export class KubeClient {
   private readonly kc: KubeConfig;
   private readonly connect: TlsSettings;
   private readonly timeoutMs: number;
+  /** Path of the server URL (e.g. `/k8s/clusters/c-1` behind a proxy), without a trailing slash; often empty. */
+  private readonly prefix: string;
   /** HTTP/2 connections (requests, watches); undefined once HTTP/1.1 is in use. */
   private h2: { requests: Http2Connection; watches: Http2Connection } | undefined;
   /** HTTP/1.1 pools (requests, watches), made when first needed. */
@@ -96,7 +98,9 @@ export class KubeClient {
     this.server = server.replace(/\/$/, "");
     this.connect = connect;
     this.timeoutMs = timeoutMs;
-    if (new URL(this.server).protocol === "https:") {
+    const origin = new URL(this.server);
+    this.prefix = origin.pathname.replace(/\/$/, "");
+    if (origin.protocol === "https:") {
       this.h2 = {
         requests: new Http2Connection(this.server, connect),
         watches: new Http2Connection(this.server, connect),
@@ -138,10 +142,19 @@ export class KubeClient {
     return out;
   }
 
-  private url(path: string, query?: RequestOptions["query"]): URL {
-    const u = new URL(this.server + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
-    return u;
+  /**
+   * The request target: the server URL's path, `path` (already encoded, as from `paths.ts`) and
+   * the query (`?k=v&…`, URL-encoded; undefined values left out).
+   */
+  private target(path: string, query?: RequestOptions["query"]): string {
+    if (!query) return this.prefix + path;
+    const params = new URLSearchParams();
+    for (const k in query) {
+      const v = query[k];
+      if (v !== undefined) params.set(k, String(v));
+    }
+    const q = params.toString();
+    return this.prefix + (q ? `${path}${path.includes("?") ? "&" : "?"}${q}` : path);
   }
 
   private pools(): { requests: Agent; watches: Agent } {
@@ -169,18 +182,21 @@ export class KubeClient {
       body = JSON.stringify(o.body);
       headers["content-type"] = o.contentType ?? "application/json";
     }
-    const url = this.url(path, o.query);
-    const signal = o.signal ?? (stream ? undefined : AbortSignal.timeout(this.timeoutMs));
+    const target = this.target(path, o.query);
+    // Without the caller's signal a non-watch request has a deadline: the connection's own
+    // deadline sweep over HTTP/2 (no timer per request), an AbortSignal over HTTP/1.1.
+    const deadlineMs = o.signal || stream ? undefined : this.timeoutMs;
     let res: RawResponse | undefined;
     const h2 = this.h2;
     if (h2) {
       try {
         const r = await (stream ? h2.watches : h2.requests).request(
           method,
-          url.pathname + url.search,
+          target,
           headers,
           body,
-          signal,
+          o.signal,
+          deadlineMs,
         );
         res = { status: r.status, body: r.stream };
       } catch (err) {
@@ -195,12 +211,12 @@ export class KubeClient {
     }
     if (!res) {
       const pools = this.pools();
-      const r = await request(url, {
+      const r = await request(new URL(target, this.server), {
         method,
         headers,
         body,
         dispatcher: stream ? pools.watches : pools.requests,
-        signal,
+        signal: o.signal ?? (deadlineMs !== undefined ? AbortSignal.timeout(deadlineMs) : undefined),
         headersTimeout: this.timeoutMs,
         bodyTimeout: stream ? 0 : this.timeoutMs,
       });

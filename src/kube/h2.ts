@@ -44,6 +44,9 @@ const MAX_STREAM_ID = 2 ** 30;
 const STREAM_WINDOW_BYTES = 4 << 20;
 const CONNECTION_WINDOW_BYTES = 16 << 20;
 
+/** How often request deadlines are checked, milliseconds: a deadline fires up to this late. */
+export const DEADLINE_SWEEP_MS = 250;
+
 /** A response whose body has not been read yet. `stream` is the HTTP/2 stream (a Readable of the body). */
 export interface Http2Response {
   status: number;
@@ -89,6 +92,9 @@ export class Http2Connection {
   /** Sessions on which the HTTP/2 connection was established ('connect'). */
   private readonly established = new WeakSet<ClientHttp2Session>();
   private closed = false;
+  /** Open streams with a deadline: when each must be done (epoch ms), see {@link sweepDeadlines}. */
+  private readonly deadlines = new Map<ClientHttp2Stream, { atMs: number; session: ClientHttp2Session }>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   /** @param origin `https://host:port` (a path is ignored). */
   constructor(origin: string, tls: TlsSettings, timing: Http2Timing = DEFAULT_TIMING) {
@@ -164,8 +170,14 @@ export class Http2Connection {
   /**
    * Sends one request and resolves when the response headers arrive; the body is then read from
    * `stream`. `path` is the request target (path and query). Headers are lower-case.
+   * @param signal aborts the request (and the body's stream) when it fires.
+   * @param deadlineMs total deadline of the request including its body, milliseconds: past it the
+   *   stream is destroyed with a `TimeoutError` (a `DOMException`, as `AbortSignal.timeout`'s) and
+   *   the connection is checked. One sweep timer per connection serves every deadline (checked
+   *   every {@link DEADLINE_SWEEP_MS}), so a request costs no timer or AbortSignal of its own.
    * @throws the stream's or session's error (network failure, TLS failure, `signal` aborted:
-   *   `AbortError`), or an Error when the stream closes before a response.
+   *   `AbortError`, deadline passed: `TimeoutError`), or an Error when the stream closes before a
+   *   response.
    */
   request(
     method: string,
@@ -173,6 +185,7 @@ export class Http2Connection {
     headers: Record<string, string>,
     body: string | undefined,
     signal: AbortSignal | undefined,
+    deadlineMs?: number,
   ): Promise<Http2Response> {
     if (this.closed) return Promise.reject(new Error("connection closed"));
     const session = this.current();
@@ -182,13 +195,17 @@ export class Http2Connection {
     );
     this.open.set(session, (this.open.get(session) ?? 0) + 1);
     // A request that times out may be waiting on a dead connection: check it now.
-    const onAbort = () => {
-      if ((signal?.reason as Error | undefined)?.name === "TimeoutError") this.check(session, false);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const onAbort = signal
+      ? () => {
+          if ((signal.reason as Error | undefined)?.name === "TimeoutError") this.check(session, false);
+        }
+      : undefined;
+    if (onAbort) signal?.addEventListener("abort", onAbort, { once: true });
+    if (deadlineMs !== undefined) this.addDeadline(stream, session, Date.now() + deadlineMs);
     stream.once("close", () => {
       this.open.set(session, (this.open.get(session) ?? 1) - 1);
-      signal?.removeEventListener("abort", onAbort);
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
+      if (deadlineMs !== undefined) this.deadlines.delete(stream);
     });
     return new Promise<Http2Response>((resolve, reject) => {
       let settled = false;
@@ -210,6 +227,28 @@ export class Http2Connection {
       });
       if (body !== undefined) stream.end(body);
     });
+  }
+
+  private addDeadline(stream: ClientHttp2Stream, session: ClientHttp2Session, atMs: number): void {
+    this.deadlines.set(stream, { atMs, session });
+    if (this.sweeper) return;
+    this.sweeper = setInterval(() => this.sweepDeadlines(), DEADLINE_SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  /** Destroys the streams past their deadline (checking their connections); stops when none is left. */
+  private sweepDeadlines(): void {
+    const now = Date.now();
+    for (const [stream, d] of this.deadlines) {
+      if (now < d.atMs) continue;
+      this.deadlines.delete(stream);
+      stream.destroy(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
+      this.check(d.session, false);
+    }
+    if (this.deadlines.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /**
