@@ -83,8 +83,18 @@ export interface DesiredSecret {
 
 /** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`). */
 export function rfc3339(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+  const seconds = Math.floor(ms / 1000);
+  let text = recentTimes.get(seconds);
+  if (text === undefined) {
+    text = new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
+    if (recentTimes.size >= 256) recentTimes.clear();
+    recentTimes.set(seconds, text);
+  }
+  return text;
 }
+
+/** Recently formatted times by epoch second: a burst of NexarTokens sharing tokens formats the same few. */
+const recentTimes = new Map<number, string>();
 
 /**
  * Renders one template with mustache, HTML escaping off (values are tokens, not HTML).
