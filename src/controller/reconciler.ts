@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import type { Logger } from "pino";
 import type { NexarToken, ResolvedSpec } from "../api/types.ts";
 import { validateNexarToken } from "../api/validate.ts";
@@ -997,7 +997,8 @@ function asRevision(rv: string | undefined): bigint | undefined {
 
 /** SHA-256 of the desired Secret (never stored or logged; only compared in memory). */
 function secretDigest(d: ReturnType<typeof desiredSecret>): string {
-  return createHash("sha256").update(JSON.stringify(d)).digest("base64url");
+  // one-shot crypto.hash: no Hash object per call (Node ≥ 21.7)
+  return hash("sha256", JSON.stringify(d), "base64url");
 }
 
 function toValues(t: IssuedToken): TokenValues {
