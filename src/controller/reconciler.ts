@@ -84,7 +84,7 @@ export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefi
 
 /** Credentials Secrets kept in memory at most (least recently used dropped first). */
 const CREDENTIALS_CACHE_ENTRIES = 1024;
-/** Spec variants remembered per credentials Secret object (see `Reconciler.credentialsFor`). */
+/** Spec variants remembered per credentials Secret object (see {@link DerivedCredentialsCache}). */
 const DERIVED_PER_SECRET = 64;
 
 /** A token request built from one credentials Secret version, or why none can be. */
