@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { stringify } from "yaml";
 import { KubeApiError, KubeClient, type WatchEvent } from "./client.ts";
 import { Http2Connection, type Http2Timing } from "./h2.ts";
@@ -171,6 +171,26 @@ describe("KubeClient over HTTP/2", () => {
     expect(err).toMatchObject({ name: "TimeoutError" });
     expect(Date.now() - started).toBeGreaterThanOrEqual(100);
     await expect(waiting).rejects.toThrow(); // the check's PING went unanswered
+  });
+
+  it("deadlines run on the monotonic clock: a wall-clock step does not fire them", async () => {
+    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 60_000 });
+    const pending = conn.request("GET", "/things/a", {}, undefined, undefined, 2_000);
+    pending.catch(() => {});
+    const realNow = Date.now.bind(Date);
+    const step = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 3_600_000); // NTP step, VM resume
+    try {
+      const outcome = await Promise.race([
+        pending.then(
+          () => "answered",
+          (e: Error) => e.name,
+        ),
+        new Promise((r) => setTimeout(r, 600, "pending")),
+      ]);
+      expect(outcome).toBe("pending");
+    } finally {
+      step.mockRestore();
+    }
   });
 
   it("KubeClient's deadline covers the body too, and leaves watches alone", async () => {

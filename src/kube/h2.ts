@@ -92,7 +92,7 @@ export class Http2Connection {
   /** Sessions on which the HTTP/2 connection was established ('connect'). */
   private readonly established = new WeakSet<ClientHttp2Session>();
   private closed = false;
-  /** Open streams with a deadline: when each must be done (epoch ms), see {@link sweepDeadlines}. */
+  /** Open streams with a deadline: when each must be done (`performance.now()` ms, monotonic), see {@link sweepDeadlines}. */
   private readonly deadlines = new Map<ClientHttp2Stream, { atMs: number; session: ClientHttp2Session }>();
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -201,7 +201,7 @@ export class Http2Connection {
         }
       : undefined;
     if (onAbort) signal?.addEventListener("abort", onAbort, { once: true });
-    if (deadlineMs !== undefined) this.addDeadline(stream, session, Date.now() + deadlineMs);
+    if (deadlineMs !== undefined) this.addDeadline(stream, session, performance.now() + deadlineMs);
     stream.once("close", () => {
       this.open.set(session, (this.open.get(session) ?? 1) - 1);
       if (onAbort) signal?.removeEventListener("abort", onAbort);
@@ -238,7 +238,7 @@ export class Http2Connection {
 
   /** Destroys the streams past their deadline (checking their connections); stops when none is left. */
   private sweepDeadlines(): void {
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a wall-clock step neither fires nor stalls deadlines
     for (const [stream, d] of this.deadlines) {
       if (now < d.atMs) continue;
       this.deadlines.delete(stream);
