@@ -5,7 +5,7 @@ import { validateNexarToken } from "../api/validate.ts";
 import { API_VERSION, KIND, ANNOTATION_REFRESH_REQUESTED_AT } from "../api/constants.ts";
 import { isStatus, type KubeClient, type Secret } from "../kube/client.ts";
 import { secretPath, nexarTokenStatusPath } from "../kube/paths.ts";
-import { keyOf } from "../kube/informer.ts";
+import { keyOf, objectKey } from "../kube/informer.ts";
 import type { IssuedToken, TokenRequest } from "../oauth/types.ts";
 import { TokenEndpointError } from "../oauth/errors.ts";
 import {
@@ -310,7 +310,7 @@ export class Reconciler {
    */
   prime(secret: Secret): void {
     const { namespace, name } = secret.metadata;
-    if (namespace && name) this.primed.set(`${namespace}/${name}`, secret);
+    if (namespace && name) this.primed.set(objectKey(namespace, name), secret);
   }
 
   /** Drops primed Secrets nobody used (call once the first pass of reconciles is done). */
@@ -320,7 +320,7 @@ export class Reconciler {
 
   /** The credentials Secret: from memory when the watch reports the version read last, else one GET. */
   private async readCredentialsSecret(ns: string, name: string): Promise<Secret | undefined> {
-    const key = `${ns}/${name}`;
+    const key = objectKey(ns, name);
     const seen = this.d.secretVersion?.(key);
     const cached = this.credentials.get(key);
     if (cached && seen !== undefined && cached.metadata.resourceVersion === seen) {
@@ -421,7 +421,7 @@ export class Reconciler {
 
     // 3. target Secret and ownership (SPEC §3.6).
     const targetPath = secretPath(ns, spec.target.name);
-    const targetKey = `${ns}/${spec.target.name}`;
+    const targetKey = objectKey(ns, spec.target.name);
     const seenRv = this.d.secretVersion?.(targetKey);
     const known = this.verified.get(key);
     // Unchanged since we last wrote or read it (same resourceVersion, same spec): no GET.
@@ -522,7 +522,7 @@ export class Reconciler {
             // issuer for other NexarTokens of the key must not answer a retry the change asked for.
             reason: changed ? (memo.generation !== generation ? "SpecChanged" : "CredentialsChanged") : decision.reason,
             renewBefore: spec.renewBefore,
-            credentialsRef: `${ns}/${spec.credentialsSecretRef.name}`,
+            credentialsRef: objectKey(ns, spec.credentialsSecretRef.name),
             credentialsVersion: lineage, // a new login never gets a token of the previous one
             // Waiting for the per-client issuance limiter (SPEC §3.3): say so in status while it
             // lasts — unless a failure streak is being reported, which says more.
