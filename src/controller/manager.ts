@@ -18,7 +18,7 @@ import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
 import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { SecretIndex } from "./secret-index.ts";
-import { compactNexarToken, Interner, stripManagedFields } from "./compact.ts";
+import { stripManagedFields } from "./compact.ts";
 
 /** Settings of one operator process. */
 export interface ManagerOptions {
@@ -45,14 +45,12 @@ export interface ManagerOptions {
  * and the `/metrics`, `/healthz`, `/readyz` endpoints.
  */
 export class Manager {
-  readonly queue = new WorkQueue();
+  readonly queue: WorkQueue;
   readonly metrics: PromMetrics;
   private readonly o: ManagerOptions;
   private readonly tokens: Informer<NexarToken>;
   private readonly secrets: Informer<KubeObject>;
   private readonly index = new SecretIndex();
-  /** Shared copies of the string values that repeat across cached NexarTokens ({@link compactNexarToken}). */
-  private readonly strings = new Interner();
   /** Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see secretChanged). */
   private readonly echoes = new Map<string, string>();
   private readonly limiter = new ItemExponentialFailureRateLimiter();
@@ -75,14 +73,14 @@ export class Manager {
       o.version,
       { maxConcurrentReconciles: o.concurrency },
     );
-    this.metrics.instrumentQueue(this.queue);
+    this.queue = new WorkQueue(Date.now, this.metrics.queueMetrics());
     o.onMetrics?.(this.metrics);
     this.tokens = new Informer<NexarToken>({
       client: o.kube,
       path: (ns) => nexarTokenPath(ns),
       namespaces: o.namespaces,
       store: true,
-      transform: (nt) => compactNexarToken(nt, this.strings),
+      transform: stripManagedFields,
       logger: log,
       handlers: {
         onAdd: (nt) => {

@@ -26,18 +26,9 @@ export interface ShareScope {
   credentialsVersion?: string;
 }
 
-/**
- * Computes keyed hashes of token requests. One instance per process (see {@link defaultKeyHasher}).
- *
- * A request object is treated as immutable: each key of one request object is computed once and
- * remembered for as long as the object lives (a `WeakMap` on the object, so the memo holds nothing
- * the request does not already hold). The reconciler passes one frozen request per credentials
- * Secret version and spec, so a burst of NexarTokens sharing credentials costs one HMAC per key,
- * not one per NexarToken. Build a new object to hash changed fields.
- */
+/** Computes keyed hashes of token requests. One instance per process (the issuer's). */
 export class KeyHasher {
   readonly #key: Buffer;
-  readonly #memo = new WeakMap<object, Map<string, string>>();
 
   /** @param key HMAC key; default 32 random bytes (`crypto.randomBytes`). Tests may pass a fixed key. */
   constructor(key: Buffer = randomBytes(32)) {
@@ -48,21 +39,6 @@ export class KeyHasher {
     return createHmac("sha256", this.#key).update(JSON.stringify(fields)).digest("base64url");
   }
 
-  /** `compute()` once per request object and `variant` (at most 16 variants per object are kept). */
-  #memoized(req: object, variant: string, compute: () => string): string {
-    let m = this.#memo.get(req);
-    if (!m) {
-      m = new Map();
-      this.#memo.set(req, m);
-    }
-    let v = m.get(variant);
-    if (v === undefined) {
-      v = compute();
-      if (m.size < 16) m.set(variant, v);
-    }
-    return v;
-  }
-
   /**
    * Key of one shared token: token URL, grant, client authentication method, client id, client
    * secret and the scope *set* (deduplicated and sorted, so order does not matter), plus the
@@ -71,16 +47,6 @@ export class KeyHasher {
    * share a token (SPEC §6). 43 base64url characters.
    */
   shareKey(req: TokenRequest, scope: ShareScope = {}): string {
-    const variant = JSON.stringify([
-      "share",
-      scope.credentialsRef ?? null,
-      scope.fallbackLifetimeSeconds ?? null,
-      scope.credentialsVersion ?? null,
-    ]);
-    return this.#memoized(req, variant, () => this.#shareKey(req, scope));
-  }
-
-  #shareKey(req: TokenRequest, scope: ShareScope): string {
     const scopes = [...new Set(req.scopes)].sort();
     const fields: unknown[] = [
       "share/v1",
@@ -104,12 +70,12 @@ export class KeyHasher {
    * are per client, SPEC §1).
    */
   clientKey(req: Pick<TokenRequest, "tokenUrl" | "clientId">): string {
-    return this.#memoized(req, "client", () => this.#hash(["client/v1", req.tokenUrl, req.clientId]));
+    return this.#hash(["client/v1", req.tokenUrl, req.clientId]);
   }
 
   /** Key of one client secret value of a client, to notice when a client's secret changes. */
   secretKey(req: Pick<TokenRequest, "tokenUrl" | "clientId" | "clientSecret">): string {
-    return this.#memoized(req, "secret", () => this.#hash(["secret/v1", req.tokenUrl, req.clientId, req.clientSecret]));
+    return this.#hash(["secret/v1", req.tokenUrl, req.clientId, req.clientSecret]);
   }
 
   /**

@@ -46,13 +46,9 @@ export function keyOf(obj: KubeObject): string {
   return objectKey(obj.metadata.namespace ?? "", obj.metadata.name ?? "");
 }
 
-/**
- * `namespace/name` of the object `name` in `namespace` ({@link keyOf} without the object). Built
- * with join, not a template literal: one flat string, no cons-string parts kept alive by the maps
- * that hold keys (informer store, queue, index, reconciler state: tens of bytes per object).
- */
+/** `namespace/name` of the object `name` in `namespace` ({@link keyOf} without the object). */
 export function objectKey(namespace: string, name: string): string {
-  return [namespace, name].join("/");
+  return `${namespace}/${name}`;
 }
 
 const MIN_BACKOFF_MS = 800;

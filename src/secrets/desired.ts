@@ -81,20 +81,10 @@ export interface DesiredSecret {
   ownerReference: OwnerReference | undefined;
 }
 
-/** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`). */
+/** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`); fractions of a second are dropped. */
 export function rfc3339(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  let text = recentTimes.get(seconds);
-  if (text === undefined) {
-    text = new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
-    if (recentTimes.size >= 256) recentTimes.clear();
-    recentTimes.set(seconds, text);
-  }
-  return text;
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }
-
-/** Recently formatted times by epoch second: a burst of NexarTokens sharing tokens formats the same few. */
-const recentTimes = new Map<number, string>();
 
 /**
  * Renders one template with mustache, HTML escaping off (values are tokens, not HTML).
