@@ -27,7 +27,7 @@ export interface ManagerOptions {
   logger: Logger;
   /** Namespaces to watch; empty = all. */
   namespaces: readonly string[];
-  /** Parallel reconciles (distinct keys), default 4. */
+  /** Parallel reconciles (distinct keys); required (the CLI's `--concurrency` defaults to 64). */
   concurrency: number;
   /** `host:port` of the metrics/health HTTP server; empty string = none. */
   httpAddress: string;
@@ -310,9 +310,7 @@ export class Manager {
   }
 
   private listen(address: string): Promise<void> {
-    const i = address.lastIndexOf(":");
-    const host = address.slice(0, i) || "0.0.0.0";
-    const port = Number(address.slice(i + 1));
+    const target = listenTarget(address);
     this.server = createServer((req, res) => {
       const url = req.url ?? "/";
       if (url === "/metrics") {
@@ -350,9 +348,28 @@ export class Manager {
     });
     return new Promise((resolve, reject) => {
       this.server?.once("error", reject);
-      this.server?.listen(port, host, () => resolve());
+      this.server?.listen(target, () => resolve());
     });
   }
+}
+
+/**
+ * Where the HTTP server listens for `address` (`host:port`, flag `--http-address`): an empty host
+ * (`:8080`) means every address, IPv6 and IPv4 alike (Node's `listen` without a host binds `::`
+ * dual-stack, or `0.0.0.0` where IPv6 is unavailable); an IPv6 host may be bracketed
+ * (`[::1]:8080`).
+ * @throws RangeError when there is no `:port` or the port is not an integer in 0–65535.
+ */
+export function listenTarget(address: string): { host?: string; port: number } {
+  const i = address.lastIndexOf(":");
+  const portText = address.slice(i + 1);
+  const port = Number(portText);
+  if (i < 0 || !/^\d{1,5}$/.test(portText) || port > 65_535) {
+    throw new RangeError(`HTTP address "${address}": expected host:port, e.g. :8080 or 127.0.0.1:8080`);
+  }
+  let host = address.slice(0, i);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  return host === "" ? { port } : { host, port };
 }
 
 function refsOf(nt: NexarToken): string[] {
