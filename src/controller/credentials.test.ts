@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { KubeApiError, type KubeClient, type Secret } from "../kube/client.ts";
+import { SecretsApi } from "../kube/secrets.ts";
 import {
   ANNOTATION_REFRESH_ROTATION,
   persistRefreshToken,
@@ -58,7 +59,7 @@ function fakeKube(initial: Secret, hooks: { beforePatch?: (n: number) => void } 
     },
   };
   return {
-    kube: kube as unknown as KubeClient,
+    kube: new SecretsApi(kube as unknown as KubeClient),
     get: () => current,
     /** Simulates another writer (e.g. `login`) replacing the token. */
     write(token: string, annotations?: Record<string, string>) {
@@ -124,7 +125,7 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("stored");
@@ -140,7 +141,7 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("stored");
@@ -155,23 +156,11 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("superseded");
     expect(secretValue(f.get(), "refreshToken")).toBe("rt-login");
-  });
-
-  it("reads the Secret first when only a resourceVersion is given (older callers)", async () => {
-    const f = fakeKube(secret("rt-0"));
-    const r = await persistRefreshToken(
-      f.kube,
-      { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: "1" },
-      "rt-1",
-    );
-    expect(r).toBe("stored");
-    expect(secretValue(f.get(), "refreshToken")).toBe("rt-1");
   });
 
   it("throws other API errors", async () => {
@@ -185,7 +174,7 @@ describe("persistRefreshToken", () => {
       persistRefreshToken(
         f.kube,
         { namespace: "ns", name: "creds", key: "refreshToken" },
-        { refreshToken: "rt-0", resourceVersion: "1", secret: read },
+        { refreshToken: "rt-0", secret: read },
         "rt-1",
       ),
     ).rejects.toThrow(KubeApiError);

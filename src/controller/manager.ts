@@ -1,21 +1,17 @@
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import type { NexarToken } from "../api/types.ts";
-import {
-  ACCEPT_METADATA,
-  ACCEPT_METADATA_LIST,
-  type KubeClient,
-  type KubeList,
-  type KubeObject,
-  type Secret,
-} from "../kube/client.ts";
+import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
 import { Informer, keyOf, objectKey } from "../kube/informer.ts";
 import { nexarTokenPath, secretPath } from "../kube/paths.ts";
 import { KubeEventRecorder } from "../kube/events.ts";
-import { ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
+import { SecretsApi } from "../kube/secrets.ts";
+import { StatusApi } from "../kube/status.ts";
+import type { TokenSource } from "../issuance/types.ts";
+import { BACKOFF_SCALE_ENV, backoffScaleFromEnv, ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
 import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
-import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
+import { Reconciler, type ReconcilerConfig } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { SecretIndex } from "./secret-index.ts";
 import { stripManagedFields } from "./compact.ts";
@@ -31,6 +27,10 @@ export interface ManagerOptions {
   concurrency: number;
   /** `host:port` of the metrics/health HTTP server; empty string = none. */
   httpAddress: string;
+  /**
+   * The reconciler's settings. `backoffScale` (TEST-ONLY, see `backoffScaleFromEnv`): when not
+   * given, it is read from `process.env` here — the CLI's composition root should pass it.
+   */
   reconciler: ReconcilerConfig;
   version: string;
   instance: string;
@@ -50,11 +50,19 @@ export class Manager {
   private readonly o: ManagerOptions;
   private readonly tokens: Informer<NexarToken>;
   private readonly secrets: Informer<KubeObject>;
+  /**
+   * Which NexarTokens reference which Secret. Saves reconciles: a Secret event wakes only the
+   * NexarTokens that reference it, so the Secret watch can stay metadata-only with no store.
+   */
   private readonly index = new SecretIndex();
-  /** Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see secretChanged). */
+  /**
+   * Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see
+   * secretChanged). Saves the idle reconcile of the echo of our own write (echo suppression).
+   */
   private readonly echoes = new Map<string, string>();
   private readonly limiter = new ItemExponentialFailureRateLimiter();
   private readonly reconciler: Reconciler;
+  private readonly secretsApi: SecretsApi;
   private server: Server | undefined;
   private readonly events: KubeEventRecorder;
   private workers: Promise<void>[] = [];
@@ -118,15 +126,21 @@ export class Manager {
         onDelete: (s) => this.secretChanged(s, false),
       },
     });
+    this.secretsApi = new SecretsApi(o.kube, (action) => this.metrics.secretWrite(action));
+    const backoffScale = o.reconciler.backoffScale ?? backoffScaleFromEnv(process.env);
+    if (backoffScale !== 1) {
+      log.warn({ backoffScale }, `failure backoff scaled by ${BACKOFF_SCALE_ENV} (test-only setting)`);
+    }
     this.reconciler = new Reconciler({
-      kube: o.kube,
       getNexarToken: (k) => this.tokens.get(k),
+      secrets: this.secretsApi,
+      statuses: new StatusApi(o.kube),
       tokens: o.tokens,
       secretVersion: (k) => this.secrets.versionOf(k),
       events: this.events,
       metrics: this.metrics,
       logger: log,
-      config: o.reconciler,
+      config: { ...o.reconciler, backoffScale },
     });
   }
 
@@ -230,18 +244,18 @@ export class Manager {
     let primed = 0;
     try {
       for (const ns of this.o.namespaces.length > 0 ? this.o.namespaces : [undefined]) {
-        let cont: string | undefined;
-        do {
-          const page = await this.o.kube.request<KubeList<Secret>>("GET", secretPath(ns), {
-            query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, limit: 500, continue: cont },
-          });
-          for (const s of page.items) {
-            if (this.index.referencing(keyOf(s)).length === 0) continue;
-            this.reconciler.prime(stripManagedFields(s));
-            primed++;
-          }
-          cont = page.metadata.continue || undefined;
-        } while (cont && !this.stopping);
+        await this.secretsApi.list(
+          ns,
+          `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+          (items) => {
+            for (const s of items) {
+              if (this.index.referencing(keyOf(s)).length === 0) continue;
+              this.reconciler.prime(stripManagedFields(s));
+              primed++;
+            }
+          },
+          { stop: () => this.stopping },
+        );
       }
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "could not list managed Secrets; reading them one by one");

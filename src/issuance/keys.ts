@@ -1,5 +1,5 @@
 /**
- * Keys of the shared token cache, the issuance limiter and the refresh-token lock (SPEC §3.3).
+ * Keys of the shared token cache and the issuance limiter (SPEC §3.3).
  *
  * Every key is an HMAC-SHA256 (RFC 2104) under a random key drawn once per process, so no key —
  * in memory, in a heap snapshot or in a debug log — holds a client secret or refresh token in
@@ -9,22 +9,9 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import type { TokenRequest } from "../oauth/types.ts";
+import type { IssuanceKeys, ShareScope } from "./types.ts";
 
-/** What, besides the request, decides whether two fetches may share one token. */
-export interface ShareScope {
-  /**
-   * `namespace/name` of the credentials Secret. Used for the RefreshToken grant only, where a
-   * token is never shared across Secrets (each Secret holds its own rotating refresh token).
-   */
-  credentialsRef?: string;
-  /** Fallback lifetime of the fetch, seconds: it shapes the token's computed expiry, so it is part of the key. */
-  fallbackLifetimeSeconds?: number;
-  /**
-   * Opaque version of the credentials beyond the request fields, e.g. the refresh token's lineage
-   * (a new `login` starts a new one): tokens of different versions are never shared.
-   */
-  credentialsVersion?: string;
-}
+export type { ShareScope } from "./types.ts";
 
 /** Computes keyed hashes of token requests. One instance per process (the issuer's). */
 export class KeyHasher {
@@ -78,21 +65,8 @@ export class KeyHasher {
     return this.#hash(["secret/v1", req.tokenUrl, req.clientId, req.clientSecret]);
   }
 
-  /**
-   * Key of the lock that serialises RefreshToken fetches of one credential (one refresh token in
-   * flight at a time, SPEC §6): the credentials Secret when named, else the refresh token value.
-   */
-  credentialLockKey(req: TokenRequest, credentialsRef?: string): string {
-    return this.#hash([
-      "lock/v1",
-      req.tokenUrl,
-      req.clientId,
-      credentialsRef !== undefined ? ["ref", credentialsRef] : ["rt", req.refreshToken ?? ""],
-    ]);
-  }
-
-  /** Key of one refresh token value (to recognise a refresh token already consumed by a rotation). */
-  refreshTokenKey(req: Pick<TokenRequest, "tokenUrl" | "clientId" | "refreshToken">): string {
-    return this.#hash(["rt/v1", req.tokenUrl, req.clientId, req.refreshToken ?? ""]);
+  /** All keys of `req` fetched with `scope`: what a `Credential` carries. */
+  keysOf(req: TokenRequest, scope: ShareScope = {}): IssuanceKeys {
+    return { share: this.shareKey(req, scope), client: this.clientKey(req), secret: this.secretKey(req) };
   }
 }
