@@ -362,8 +362,8 @@ export function decide(input: ReconcileInput): Decision {
     next.expiresAt = rfc3339(held.expiresAtMs);
     next.renewalTime = rfc3339(held.renewAtMs);
     next.grantedScopes = [...held.scopes];
-    const failing = (next.failedAttempts ?? 0) > 0 && requeueAtMs !== undefined;
-    if (!failing) {
+    // While failures are reported (backing off, or just failed), the failure condition stays.
+    if (!((next.failedAttempts ?? 0) > 0)) {
       next.conditions = ready(
         next,
         "True",

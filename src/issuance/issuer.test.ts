@@ -340,6 +340,37 @@ describe("Issuer: per-client limiter", () => {
   });
 });
 
+describe("Issuer.fromFlags", () => {
+  it("takes the test-only backoff scale as an option; the environment is only its fallback", async () => {
+    const saved = process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
+    process.env.NEXAR_OPERATOR_BACKOFF_SCALE = "0.001";
+    try {
+      let requests = 0;
+      const client: TokenFetcher = {
+        fetchToken: () => {
+          requests++;
+          return Promise.reject(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "no" }));
+        },
+      };
+      const fetch = (issuer: Issuer) =>
+        issuer.fetchToken({ request: req(), keys: issuer.keysFor(req(), {}) }, { reason: "NoToken" }).catch(() => {});
+      const optioned = Issuer.fromFlags(client, { issuanceLimits: "none" }, undefined, { backoffScale: 1 });
+      await fetch(optioned);
+      await new Promise((r) => setTimeout(r, 100));
+      await fetch(optioned);
+      expect(requests).toBe(1); // the credential failure is held 30 s, unscaled
+      const fromEnv = Issuer.fromFlags(client, { issuanceLimits: "none" });
+      await fetch(fromEnv);
+      await new Promise((r) => setTimeout(r, 100));
+      await fetch(fromEnv);
+      expect(requests).toBe(3); // held 30 ms
+    } finally {
+      if (saved === undefined) delete process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
+      else process.env.NEXAR_OPERATOR_BACKOFF_SCALE = saved;
+    }
+  });
+});
+
 describe("Issuer: failures", () => {
   it("shares a failure with every caller of the request; a transient failure is not held", async () => {
     const { ep, issuer } = setup();

@@ -202,6 +202,17 @@ export class Issuer implements TokenSource {
    */
   async fetchToken(credential: Credential, ctx: FetchContext): Promise<IssuedToken> {
     if (this.abort.signal.aborted) throw new IssuerClosedError();
+    if (credential.request.grant !== "RefreshToken") return this.share(credential, ctx);
+    const store = ctx.refreshTokens;
+    if (!store) throw new Error("a RefreshToken grant needs the credentials Secret's refresh-token store");
+    // One fetch at a time per credentials Secret (SPEC §6): a fetch that follows another of the
+    // same Secret sees its outcome (its cached token, or its rotated refresh token stored).
+    return this.refreshTokens.exclusive(store.secret, () => this.share(credential, ctx));
+  }
+
+  /** The shared-token part of {@link fetchToken}: a cached token, a request in flight, or a new request. */
+  private async share(credential: Credential, ctx: FetchContext): Promise<IssuedToken> {
+    if (this.abort.signal.aborted) throw new IssuerClosedError();
     const now = this.now();
     this.sweep(now);
     const key = credential.keys.share;
@@ -311,11 +322,11 @@ export class Issuer implements TokenSource {
     const clientKey = credential.keys.client;
     try {
       let token: IssuedToken;
-      if (credential.request.grant === "RefreshToken") {
-        const store = ctx.refreshTokens;
-        if (!store) throw new Error("a RefreshToken grant needs the credentials Secret's refresh-token store");
-        // The guard presents the token the Secret holds now and stores a rotated one first (SPEC §6).
-        token = await this.refreshTokens.run(store, (refreshToken) =>
+      const store = ctx.refreshTokens;
+      if (credential.request.grant === "RefreshToken" && store) {
+        // Under the guard's lock (fetchToken): present the token the Secret holds now, store a
+        // rotated one before the token is cached or handed to anyone (SPEC §6).
+        token = await this.refreshTokens.refresh(store, (refreshToken) =>
           this.send(flight, { ...credential, request: { ...credential.request, refreshToken } }),
         );
       } else {

@@ -85,8 +85,37 @@ export class RefreshTokenGuard {
   }
 
   /**
-   * Runs one refresh with the token in `store`, exclusively for its credentials Secret. Inside
-   * the exclusive section it:
+   * Runs `fn` exclusively for credentials Secret `secret` (`namespace/name`): after every earlier
+   * call for it has settled (a FIFO mutex per Secret, the guard's one lock). The issuer holds it
+   * around a whole RefreshToken fetch, so a fetch that follows another of the same Secret sees its
+   * outcome (its cached token, or its rotated refresh token in the Secret).
+   */
+  async exclusive<T>(secret: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(secret) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = previous.then(() => mine);
+    this.#tails.set(secret, tail);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.#tails.get(secret) === tail) this.#tails.delete(secret);
+    }
+  }
+
+  /** {@link refresh} inside {@link exclusive} for the store's Secret. */
+  run<S extends StoredRefreshToken>(
+    store: RefreshTokenStore<S>,
+    send: (refreshToken: string) => Promise<IssuedToken>,
+  ): Promise<IssuedToken> {
+    return this.exclusive(store.secret, () => this.refresh(store, send));
+  }
+
+  /**
+   * One refresh with the token in `store`; call it inside {@link exclusive} for `store.secret`.
+   * It:
    * 1. reads the store (another NexarToken sharing the Secret, or a new `login`, may have changed
    *    the token since the caller read the Secret);
    * 2. if a rotated token from an earlier refresh is still unwritten and the store still holds the
@@ -94,60 +123,58 @@ export class RefreshTokenGuard {
    * 3. refuses a token this process already saw consumed or rejected with `invalid_grant` with a
    *    `credential`-class `TokenEndpointError` `InvalidGrant`, without a request (e.g. a GitOps
    *    tool restored an old Secret);
-   * 4. calls `refresh` with the stored token; when the answer carries a new refresh token, marks
-   *    the presented one consumed and stores the new one BEFORE returning (SPEC §6).
+   * 4. calls `send` with the stored token; when the answer carries a new refresh token, marks the
+   *    presented one consumed and stores the new one BEFORE returning (SPEC §6).
    *
-   * @throws whatever `refresh` throws (`TokenEndpointError` for endpoint failures; an
+   * @throws whatever `send` throws (`TokenEndpointError` for endpoint failures; an
    *   `invalid_grant` marks the presented token consumed); the store's errors (a rotated token that
    *   could not be written is kept for the next call); `Error` when the store holds no token.
    *   Messages never contain a token.
    */
-  async run<S extends StoredRefreshToken>(
+  async refresh<S extends StoredRefreshToken>(
     store: RefreshTokenStore<S>,
-    refresh: (refreshToken: string) => Promise<IssuedToken>,
+    send: (refreshToken: string) => Promise<IssuedToken>,
   ): Promise<IssuedToken> {
-    return this.#exclusive(store.secret, async () => {
-      const pendingKey = `${store.secret}/${store.key}`;
-      let stored = await store.read();
-      const pending = this.#pending.get(pendingKey);
-      if (pending) {
-        if (stored.value !== undefined && refreshTokenDigest(stored.value) === pending.consumedDigest) {
-          await store.persist(stored, pending.rotated);
-          stored = await store.read();
-        }
-        this.#pending.delete(pendingKey); // written now, written before, or superseded by a new login
+    const pendingKey = `${store.secret}/${store.key}`;
+    let stored = await store.read();
+    const pending = this.#pending.get(pendingKey);
+    if (pending) {
+      if (stored.value !== undefined && refreshTokenDigest(stored.value) === pending.consumedDigest) {
+        await store.persist(stored, pending.rotated);
+        stored = await store.read();
       }
-      const used = stored.value;
-      if (used === undefined) {
-        throw new Error(`credentials Secret "${store.secret}" lacks a non-empty key "${store.key}"`);
-      }
-      const usedDigest = refreshTokenDigest(used);
-      if (this.#consumed.has(usedDigest)) {
-        throw new TokenEndpointError({
-          kind: "credential",
-          reason: "InvalidGrant",
-          message: "the Secret holds a refresh token this operator already used or saw rejected; it was not sent again",
-        });
-      }
-      let token: IssuedToken;
-      try {
-        token = await refresh(used);
-      } catch (err) {
-        // invalid_grant: this token is dead for good (revoked, expired or consumed); other
-        // NexarTokens sharing the Secret must not present it again (reuse detection would
-        // revoke the grant), so remember it until a new token is written.
-        if (err instanceof TokenEndpointError && err.reason === "InvalidGrant") this.#markConsumed(usedDigest);
-        throw err;
-      }
-      const rotated = token.refreshToken;
-      if (rotated !== undefined && rotated !== used) {
-        this.#markConsumed(usedDigest);
-        this.#pending.set(pendingKey, { consumedDigest: usedDigest, rotated });
-        await store.persist(stored, rotated);
-        this.#pending.delete(pendingKey);
-      }
-      return token;
-    });
+      this.#pending.delete(pendingKey); // written now, written before, or superseded by a new login
+    }
+    const used = stored.value;
+    if (used === undefined) {
+      throw new Error(`credentials Secret "${store.secret}" lacks a non-empty key "${store.key}"`);
+    }
+    const usedDigest = refreshTokenDigest(used);
+    if (this.#consumed.has(usedDigest)) {
+      throw new TokenEndpointError({
+        kind: "credential",
+        reason: "InvalidGrant",
+        message: "the Secret holds a refresh token this operator already used or saw rejected; it was not sent again",
+      });
+    }
+    let token: IssuedToken;
+    try {
+      token = await send(used);
+    } catch (err) {
+      // invalid_grant: this token is dead for good (revoked, expired or consumed); other
+      // NexarTokens sharing the Secret must not present it again (reuse detection would
+      // revoke the grant), so remember it until a new token is written.
+      if (err instanceof TokenEndpointError && err.reason === "InvalidGrant") this.#markConsumed(usedDigest);
+      throw err;
+    }
+    const rotated = token.refreshToken;
+    if (rotated !== undefined && rotated !== used) {
+      this.#markConsumed(usedDigest);
+      this.#pending.set(pendingKey, { consumedDigest: usedDigest, rotated });
+      await store.persist(stored, rotated);
+      this.#pending.delete(pendingKey);
+    }
+    return token;
   }
 
   #markConsumed(digest: string): void {
@@ -155,22 +182,6 @@ export class RefreshTokenGuard {
     if (this.#consumed.size > MAX_CONSUMED) {
       const oldest = this.#consumed.values().next().value;
       if (oldest !== undefined) this.#consumed.delete(oldest);
-    }
-  }
-
-  /** Runs `fn` after every earlier call for `key` has settled (a FIFO mutex per key). */
-  async #exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => mine);
-    this.#tails.set(key, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }
   }
 }

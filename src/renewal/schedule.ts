@@ -118,7 +118,7 @@ export function renewalTimeMs(
   nowMs: number,
 ): number {
   const { receivedAtMs, expiresAtMs } = token;
-  if (receivedAtMs === undefined || !Number.isFinite(receivedAtMs) || !(receivedAtMs < expiresAtMs)) return nowMs;
+  if (receivedAtMs === undefined || !(receivedAtMs < expiresAtMs)) return nowMs; // NaN compares false too
   return computeRenewal({ receivedAtMs, expiresAtMs, ...renewBeforeFields(renewBefore), random: () => jitter })
     .renewAtMs;
 }
