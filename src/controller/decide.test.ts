@@ -1120,7 +1120,10 @@ const CASES: Case[] = [
     },
   },
   {
-    rows: ["operator start with thousands of NexarTokens"],
+    rows: [
+      "operator start with thousands of NexarTokens",
+      "its `issued-at` annotation missing, or not before `expires_at`",
+    ],
     name: "restart, the Secret lacks issued-at: renewed at once (no lifetime is assumed)",
     in: {
       held: undefined,
@@ -1135,7 +1138,10 @@ const CASES: Case[] = [
     want: { fetch: "RenewalDue", ready: ["True", "TokenIssued"], requeueAtMs: renewal24h(T0 + S), write: "update" },
   },
   {
-    rows: ["operator start with thousands of NexarTokens"],
+    rows: [
+      "operator start with thousands of NexarTokens",
+      "its `issued-at` annotation missing, or not before `expires_at`",
+    ],
     name: "restart, issued-at at or after expires_at: renewed at once, and a failure is reported in status",
     in: {
       held: undefined,

@@ -80,7 +80,7 @@ export interface PromMetricsOptions {
 
 /**
  * What {@link PromMetrics.instrumentIssuance} reads from the shared-token issuer
- * (src/controller/issuer.ts `Issuer`), structurally, so metrics need not import the controller.
+ * (src/issuance/issuer.ts `Issuer`), structurally, so metrics need not import the issuer.
  */
 export interface IssuanceSource {
   /** Current figures; counts since process start. */
