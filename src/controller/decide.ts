@@ -10,6 +10,7 @@
  * backoff live in src/renewal/ (WHEN), what the Secret holds in src/secrets/ (WHAT); this file
  * composes them, in the order of the rows of docs/behaviour.md.
  */
+import { hash } from "node:crypto";
 import { API_VERSION, ANNOTATION_REFRESH_REQUESTED_AT, KIND } from "../api/constants.ts";
 import type { NexarToken, ResolvedSpec } from "../api/types.ts";
 import type { Secret } from "../kube/client.ts";
@@ -36,7 +37,6 @@ import {
 import { checkOwnership, type OwnershipDecision } from "../secrets/ownership.ts";
 import type { CredentialsRead } from "./credentials.ts";
 import { setCondition, type Condition, type TokenStatus } from "./status.ts";
-import { hash } from "node:crypto";
 
 /** Condition reason for a refresh token the token endpoint (or the operator) will not accept (SPEC §6). */
 export const REASON_REFRESH_TOKEN_INVALID = "RefreshTokenInvalid";

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { NexarToken } from "../api/types.ts";
 import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
+import { targetNameOf } from "../api/defaults.ts";
 import { Informer, keyOf, objectKey } from "../kube/informer.ts";
 import { nexarTokenPath, secretPath } from "../kube/paths.ts";
 import { KubeEventRecorder } from "../kube/events.ts";
@@ -386,11 +387,14 @@ export function listenTarget(address: string): { host?: string; port: number } {
   return host === "" ? { port } : { host, port };
 }
 
+/**
+ * `namespace/name` of the Secrets NexarToken `nt` references (credentials, target), read from the
+ * stored spec without validating it: a Secret event must wake an invalid NexarToken too.
+ */
 function refsOf(nt: NexarToken): string[] {
   const ns = nt.metadata.namespace ?? "";
   const creds = nt.spec?.credentialsSecretRef?.name;
-  const target = nt.spec?.target?.name ?? nt.metadata.name;
-  return [creds, target].filter((x): x is string => !!x).map((n) => objectKey(ns, n));
+  return [creds, targetNameOf(nt.spec, nt.metadata)].filter((x): x is string => !!x).map((n) => objectKey(ns, n));
 }
 
 function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {

@@ -178,7 +178,7 @@ export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefi
  * other reason is taken as `transient`. `RefreshTokenInvalid` is the controller's name for an
  * `invalid_grant` of the RefreshToken grant.
  */
-const CREDENTIAL_REASONS: ReadonlySet<string> = new Set([
+export const CREDENTIAL_REASONS: ReadonlySet<string> = new Set([
   "InvalidClient",
   "UnauthorizedClient",
   "InvalidScope",
