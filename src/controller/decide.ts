@@ -22,6 +22,7 @@ import {
   failureDelayMs,
   nextAttemptAtMs,
   renewalTimeMs,
+  renewBeforeNote,
   type FailureKind,
   type IssuanceReason,
 } from "../renewal/index.ts";
@@ -364,11 +365,13 @@ export function decide(input: ReconcileInput): Decision {
     next.grantedScopes = [...held.scopes];
     // While failures are reported (backing off, or just failed), the failure condition stays.
     if (!((next.failedAttempts ?? 0) > 0)) {
+      const note = renewBeforeNote(held, spec.renewBefore);
       next.conditions = ready(
         next,
         "True",
         "TokenIssued",
-        `Secret "${spec.target.name}" holds a token valid until ${rfc3339(held.expiresAtMs)}; renewal at ${rfc3339(held.renewAtMs)}`,
+        `Secret "${spec.target.name}" holds a token valid until ${rfc3339(held.expiresAtMs)}; renewal at ${rfc3339(held.renewAtMs)}` +
+          (note ? ` (${note})` : ""),
         generation,
         nowMs,
       );

@@ -6,6 +6,7 @@ export {
   computeRenewal,
   renewalTimeMs,
   renewBeforeFields,
+  renewBeforeNote,
   MIN_RENEW_BEFORE_SECONDS,
   MAX_JITTER_SECONDS,
   JITTER_FRACTION,

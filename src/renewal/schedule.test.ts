@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { computeRenewal, renewalTimeMs, type RenewalInput } from "./schedule.ts";
+import { computeRenewal, renewalTimeMs, renewBeforeNote, type RenewalInput } from "./schedule.ts";
 
 /** Deterministic PRNG (mulberry32) so property checks are reproducible from their seed. */
 function mulberry32(seed: number): () => number {
@@ -28,6 +28,7 @@ describe("computeRenewal: table", () => {
     renewAtMs: number;
     effectiveRenewBeforeSeconds: number;
     clamped: boolean;
+    fellBack?: boolean;
   }[] = [
     {
       name: "24 h token, default a third, no jitter",
@@ -86,15 +87,24 @@ describe("computeRenewal: table", () => {
       clamped: true,
     },
     {
-      name: "renewBefore equal to the lifetime does not renew at once",
+      name: "renewBefore equal to the lifetime falls back to a third (cert-manager), not half",
       input: { expiresAtMs: T0 + H, renewBeforeSeconds: 3600 },
-      renewAtMs: T0 + H / 2,
-      effectiveRenewBeforeSeconds: 1800,
-      clamped: true,
+      renewAtMs: T0 + 40 * 60_000,
+      effectiveRenewBeforeSeconds: 1200,
+      clamped: false,
+      fellBack: true,
     },
     {
-      name: "renewBefore far beyond the lifetime does not renew at once",
+      name: "renewBefore far beyond the lifetime falls back to a third",
       input: { expiresAtMs: T0 + H, renewBeforeSeconds: 10 * 24 * 3600 },
+      renewAtMs: T0 + 40 * 60_000,
+      effectiveRenewBeforeSeconds: 1200,
+      clamped: false,
+      fellBack: true,
+    },
+    {
+      name: "renewBefore just under the lifetime is clamped to half (it fits)",
+      input: { expiresAtMs: T0 + H, renewBeforeSeconds: 3599 },
       renewAtMs: T0 + H / 2,
       effectiveRenewBeforeSeconds: 1800,
       clamped: true,
@@ -114,11 +124,12 @@ describe("computeRenewal: table", () => {
       clamped: false,
     },
     {
-      name: "percentage 100 is clamped to half",
+      name: "percentage 100 falls back to a third",
       input: { expiresAtMs: T0 + DAY, renewBeforePercentage: 100 },
-      renewAtMs: T0 + 12 * H,
-      effectiveRenewBeforeSeconds: 12 * 3600,
-      clamped: true,
+      renewAtMs: T0 + 16 * H,
+      effectiveRenewBeforeSeconds: 8 * 3600,
+      clamped: false,
+      fellBack: true,
     },
     {
       name: "percentage 0 is raised to 60 s",
@@ -160,6 +171,7 @@ describe("computeRenewal: table", () => {
         renewAtMs: c.renewAtMs,
         effectiveRenewBeforeSeconds: c.effectiveRenewBeforeSeconds,
         clamped: c.clamped,
+        fellBack: c.fellBack ?? false,
       });
     });
   }
@@ -270,5 +282,20 @@ describe("renewalTimeMs (a held token's renewal time)", () => {
     expect(renewalTimeMs({ receivedAtMs: T + 24 * H, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
     expect(renewalTimeMs({ receivedAtMs: T + 25 * H, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
     expect(renewalTimeMs({ receivedAtMs: Number.NaN, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
+  });
+});
+
+describe("renewBeforeNote (issue 18 item 4)", () => {
+  const token = { receivedAtMs: T0, expiresAtMs: T0 + H };
+  it("says a renewBefore not shorter than the lifetime falls back to a third", () => {
+    expect(renewBeforeNote(token, { kind: "Duration", seconds: 2 * 3600 })).toBe(
+      "renewBefore 7200s is not shorter than the token lifetime 3600s; renewing a third of the lifetime before expiry instead",
+    );
+    expect(renewBeforeNote(token, { kind: "Fraction", fraction: 1 })).toMatch(/^renewBefore 100% is not shorter/);
+  });
+  it("is silent when the window fits or the lifetime is unknown", () => {
+    expect(renewBeforeNote(token, { kind: "Duration", seconds: 600 })).toBeUndefined();
+    expect(renewBeforeNote(token, { kind: "Fraction", fraction: 1 / 3 })).toBeUndefined();
+    expect(renewBeforeNote({ expiresAtMs: T0 + H }, { kind: "Duration", seconds: 7200 })).toBeUndefined();
   });
 });

@@ -37,6 +37,11 @@ export interface RenewalSchedule {
   effectiveRenewBeforeSeconds: number;
   /** True when the requested (or default) window was changed by the [60 s, lifetime/2] clamp. */
   clamped: boolean;
+  /**
+   * True when the requested window was not shorter than the lifetime, so the default (a third of
+   * the lifetime) was used instead (cert-manager's `RenewBeforeExpiryDuration` does the same).
+   */
+  fellBack: boolean;
 }
 
 /**
@@ -45,6 +50,8 @@ export interface RenewalSchedule {
  *
  * With `lifetime = expiresAtMs − receivedAtMs`:
  * - requested window = `renewBeforeSeconds`, else `renewBeforePercentage`% of the lifetime, else lifetime/3;
+ *   a requested window ≥ the lifetime does not fit and is replaced by the default, lifetime/3
+ *   (`fellBack`), as cert-manager does for a `renewBefore` ≥ the certificate's duration;
  * - effective window `rb` = requested clamped to [60 s, lifetime/2]; the upper bound wins when they
  *   conflict (a 60 s token renews after 30 s), so a window ≥ the lifetime never renews at once;
  * - `renewAtMs = floor(expiresAtMs − rb − random() · min(10 % · rb, 5 min))`.
@@ -83,14 +90,17 @@ export function computeRenewal(input: RenewalInput): RenewalSchedule {
       : renewBeforePercentage !== undefined
         ? (lifetimeMs * renewBeforePercentage) / 100
         : lifetimeMs / 3;
+  const fellBack = requestedMs >= lifetimeMs;
+  const windowMs = fellBack ? lifetimeMs / 3 : requestedMs;
   // Lower bound first, then the upper bound, so the upper bound wins when lifetime/2 < 60 s.
-  const renewBeforeMs = Math.min(Math.max(requestedMs, MIN_RENEW_BEFORE_SECONDS * 1000), lifetimeMs / 2);
+  const renewBeforeMs = Math.min(Math.max(windowMs, MIN_RENEW_BEFORE_SECONDS * 1000), lifetimeMs / 2);
   const maxJitterMs = Math.min(JITTER_FRACTION * renewBeforeMs, MAX_JITTER_SECONDS * 1000);
 
   return {
     renewAtMs: Math.floor(expiresAtMs - renewBeforeMs - unit(random()) * maxJitterMs),
     effectiveRenewBeforeSeconds: renewBeforeMs / 1000,
-    clamped: renewBeforeMs !== requestedMs,
+    clamped: renewBeforeMs !== windowMs,
+    fellBack,
   };
 }
 
@@ -121,6 +131,28 @@ export function renewalTimeMs(
   if (receivedAtMs === undefined || !(receivedAtMs < expiresAtMs)) return nowMs; // NaN compares false too
   return computeRenewal({ receivedAtMs, expiresAtMs, ...renewBeforeFields(renewBefore), random: () => jitter })
     .renewAtMs;
+}
+
+/**
+ * Why the renew-before window of a token held under `renewBefore` is not the one asked for, as a
+ * sentence for the Ready condition's message, or undefined when it is used as asked (or the
+ * default applies, or the token's lifetime is unknown). A window ≥ the lifetime falls back to a
+ * third of the lifetime ({@link computeRenewal} `fellBack`). Pure; never throws.
+ */
+export function renewBeforeNote(
+  token: { receivedAtMs?: number; expiresAtMs: number },
+  renewBefore: RenewBefore | undefined,
+): string | undefined {
+  const { receivedAtMs, expiresAtMs } = token;
+  if (renewBefore === undefined || receivedAtMs === undefined || !(receivedAtMs < expiresAtMs)) return undefined;
+  const r = computeRenewal({ receivedAtMs, expiresAtMs, ...renewBeforeFields(renewBefore), random: () => 0 });
+  if (!r.fellBack) return undefined;
+  const asked =
+    renewBefore.kind === "Duration" ? `${renewBefore.seconds}s` : `${Math.round(renewBefore.fraction * 100)}%`;
+  return (
+    `renewBefore ${asked} is not shorter than the token lifetime ${Math.round((expiresAtMs - receivedAtMs) / 1000)}s; ` +
+    `renewing a third of the lifetime before expiry instead`
+  );
 }
 
 /** Clamps a random draw into [0, 1]; NaN counts as 0. */

@@ -41,8 +41,10 @@ describe("lifetime of the token response", () => {
     expect(requestsOf(env, "no-expires-in")).toHaveLength(1);
   });
 
-  it("expires_in shorter than renewBefore: renewBefore is clamped to half the lifetime, no renewal loop", async () => {
-    // 20 s tokens with renewBefore 1h: renew after ~10 s (lifetime/2, minus ≤ 1 s jitter), not at once.
+  it("expires_in shorter than renewBefore: renewBefore falls back to a third of the lifetime, said in Ready, no renewal loop", async () => {
+    // 20 s tokens with renewBefore 1h: the window does not fit, so a third of the lifetime (as
+    // cert-manager), raised to the 1 min floor and capped at lifetime/2 (SPEC §3.1): renew ~10 s
+    // before expiry (minus ≤ 1 s jitter), not at once.
     env.idp.setFault({ kind: "overrideExpiresIn", expiresIn: 20, clientId: "short-lifetime" });
     try {
       await issued(env, "short-lifetime", "short-lifetime", { renewBefore: "1h" });
@@ -50,6 +52,9 @@ describe("lifetime of the token response", () => {
       const lead = ms(nt.status?.expiresAt) - ms(nt.status?.renewalTime);
       expect(lead).toBeGreaterThanOrEqual(10_000);
       expect(lead).toBeLessThanOrEqual(12_000);
+      expect(ready(nt)?.message).toMatch(
+        /renewBefore 3600s is not shorter than the token lifetime 20s; renewing a third/,
+      );
       await sleep(24_000);
       const reqs = requestsOf(env, "short-lifetime");
       // t = 0, ~9.5 s, ~19 s: two or three requests in 24 s, never a loop.
@@ -57,6 +62,23 @@ describe("lifetime of the token response", () => {
       expect(reqs.length).toBeLessThanOrEqual(4);
       for (const g of gapsMs(reqs)) expect(g).toBeGreaterThanOrEqual(8_000);
       observed.push(`expires_in 20 with renewBefore 1h: renewal gaps ${gapsMs(reqs).join(", ")} ms`);
+    } finally {
+      env.idp.setFault(undefined);
+    }
+  }, 60_000);
+
+  it("renewBefore ≥ a 5 min lifetime falls back to a third (cert-manager), not half, and Ready says so", async () => {
+    env.idp.setFault({ kind: "overrideExpiresIn", expiresIn: 300, clientId: "third-lifetime" });
+    try {
+      await issued(env, "third-lifetime", "third-lifetime", { renewBefore: "1h" });
+      const nt = await env.getToken("third-lifetime", "supply");
+      const lead = ms(nt.status?.expiresAt) - ms(nt.status?.renewalTime);
+      // A third of 300 s is 100 s (+ ≤ 10 s jitter, second precision); half would be 150 s.
+      expect(lead).toBeGreaterThanOrEqual(99_000);
+      expect(lead).toBeLessThanOrEqual(112_000);
+      expect(ready(nt)?.message).toMatch(
+        /renewBefore 3600s is not shorter than the token lifetime 300s; renewing a third/,
+      );
     } finally {
       env.idp.setFault(undefined);
     }
