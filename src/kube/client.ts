@@ -70,7 +70,12 @@ export interface KubeClientOptions {
    * then again for each gap between body chunks (undici's `headersTimeout`/`bodyTimeout`).
    */
   timeoutMs?: number;
-  /** kubectl's `--as` / `--as-group`: sent as `Impersonate-User` / `Impersonate-Group` (Kubernetes "User impersonation"). */
+  /**
+   * kubectl's `--as` / `--as-group`: sent as `Impersonate-User` / `Impersonate-Group` (Kubernetes
+   * "User impersonation"). The API server takes each `Impersonate-Group` field as one group, and
+   * undici joins repeated fields into one over HTTP/2, so with two or more groups this client
+   * speaks HTTP/1.1, where each goes out as a field of its own.
+   */
   impersonate?: { user?: string; groups?: string[] };
   /** Environment with `HTTPS_PROXY`/`NO_PROXY` (default `process.env`); a cluster's `proxy-url` wins over it. */
   env?: ProxyEnvironment;
@@ -181,7 +186,7 @@ export class KubeClient {
     const make = (connections: number | null) =>
       proxyAwareDispatcher({
         agent: {
-          allowH2: true,
+          allowH2: (this.impersonation["impersonate-group"]?.length ?? 0) < 2,
           connections,
           keepAliveTimeout: 30_000,
           headersTimeout: this.timeoutMs,
