@@ -60,6 +60,12 @@ export interface ControlPlaneOptions {
    * request on Secrets at level Metadata, nothing else); a string is a full audit Policy YAML.
    */
   audit?: boolean | string;
+  /**
+   * DNS names of a second serving certificate (signed by the cluster CA) that names only them;
+   * the apiserver presents it to clients that send one of these names as TLS SNI
+   * (`--tls-sni-cert-key`), e.g. a kubeconfig with `tls-server-name`. Others get the default one.
+   */
+  sniServingNames?: string[];
 }
 
 /**
@@ -119,6 +125,12 @@ export interface ControlPlane {
    * it must match /^[A-Za-z0-9._-]+$/. Returns the file's path (mode 0600, inside `dir`).
    */
   kubeconfigWithToken(token: string, name: string): Promise<string>;
+  /**
+   * Write a kubeconfig named `name` (/^[A-Za-z0-9._-]+$/) for this cluster with extra cluster
+   * fields (e.g. `proxy-url`, `tls-server-name`) and a user entry (default: the admin's client
+   * certificate). Returns the file's path (mode 0600, inside `dir`).
+   */
+  kubeconfig(name: string, o?: { cluster?: Record<string, unknown>; user?: Record<string, unknown> }): Promise<string>;
   /**
    * Stop every process (SIGTERM, then SIGKILL after 5 s), then remove `dir` unless the
    * environment has KEEP_HARNESS_DIR=1. Idempotent: later calls return the same promise.
@@ -447,23 +459,40 @@ async function createPki(dir: string): Promise<Pki> {
   return { dir, caCert, caKey, config, counter: 0 };
 }
 
-/** Issue a certificate signed by the CA. `subject` is an openssl `-subj` string. */
-async function issue(pki: Pki, base: string, subject: string, ext: "client_ext" | "server_ext"): Promise<Issued> {
+/**
+ * Issue a certificate signed by the CA. `subject` is an openssl `-subj` string; `ext` a section of
+ * the PKI's openssl config, or `{ dnsNames }` for a server certificate naming only those names.
+ */
+async function issue(
+  pki: Pki,
+  base: string,
+  subject: string,
+  ext: "client_ext" | "server_ext" | { dnsNames: string[] },
+): Promise<Issued> {
   pki.counter += 1;
   const stem = join(pki.dir, `${base}-${pki.counter}`);
   const keyPath = `${stem}.key`;
   const certPath = `${stem}.crt`;
   const keyPem = await newEcKeyPem();
   await writeFile(keyPath, keyPem, { mode: 0o600 });
+  let config = pki.config;
+  const section = typeof ext === "string" ? ext : "named_server_ext";
+  if (typeof ext !== "string") {
+    config = `${stem}.cnf`;
+    const sans = ext.dnsNames.map((n) => `DNS:${n}`).join(", ");
+    const serverExt = OPENSSL_CONFIG.slice(OPENSSL_CONFIG.indexOf("[server_ext]") + "[server_ext]".length);
+    const named = serverExt.replace(/^subjectAltName = .*$/m, `subjectAltName = ${sans}`);
+    await writeFile(config, `${OPENSSL_CONFIG}\n[${section}]${named}`);
+  }
   await openssl([
     "req",
     "-x509",
     "-new",
     "-utf8",
     "-config",
-    pki.config,
+    config,
     "-extensions",
-    ext,
+    section,
     "-key",
     keyPath,
     "-subj",
@@ -491,17 +520,21 @@ function b64(s: string): string {
   return Buffer.from(s, "utf8").toString("base64");
 }
 
-/** Kubeconfig YAML (clientcmd v1 format) for one cluster/user/context, all named `name`. */
+/**
+ * Kubeconfig YAML (clientcmd v1 format) for one cluster/user/context: cluster `harness` (with the
+ * `cluster` extras), user and context named `name`.
+ */
 function kubeconfigYaml(
   server: string,
   caPem: string,
   name: string,
-  user: { "client-certificate-data": string; "client-key-data": string } | { token: string },
+  user: Record<string, unknown>,
+  cluster: Record<string, unknown> = {},
 ): string {
   return toYaml({
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: "harness", cluster: { server, "certificate-authority-data": b64(caPem) } }],
+    clusters: [{ name: "harness", cluster: { server, "certificate-authority-data": b64(caPem), ...cluster } }],
     users: [{ name, user }],
     contexts: [{ name, context: { cluster: "harness", user: name } }],
     "current-context": name,
@@ -608,7 +641,7 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
     const pkiDir = join(dir, "pki");
     const pki = await createPki(pkiDir);
-    const [serving, admin, kcmClient, saKeyPair] = await Promise.all([
+    const [serving, admin, kcmClient, saKeyPair, sni] = await Promise.all([
       issue(pki, "apiserver-serving", "/CN=kube-apiserver", "server_ext"),
       issue(pki, "admin", clientSubject(ADMIN_USER, ["system:masters"]), "client_ext"),
       // kcm runs every controller with its own credentials (--use-service-account-credentials
@@ -617,6 +650,9 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
       // ES256 service-account signing key (RSA and ECDSA keys are both accepted by
       // --service-account-signing-key-file); EC keys are generated in well under a millisecond.
       newEcKeyPair(),
+      opts.sniServingNames?.length
+        ? issue(pki, "apiserver-sni", "/CN=kube-apiserver-sni", { dnsNames: opts.sniServingNames })
+        : undefined,
     ]);
     const saPub = join(pkiDir, "sa.pub");
     const saKey = join(pkiDir, "sa.key");
@@ -665,6 +701,7 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
           `--cert-dir=${join(dir, "apiserver-certs")}`,
           `--tls-cert-file=${serving.certPath}`,
           `--tls-private-key-file=${serving.keyPath}`,
+          ...(sni ? [`--tls-sni-cert-key=${sni.certPath},${sni.keyPath}`] : []),
           `--client-ca-file=${pki.caCert}`,
           "--authorization-mode=RBAC",
           `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
@@ -768,6 +805,17 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
       return path;
     };
 
+    const adminUser = { "client-certificate-data": b64(admin.certPem), "client-key-data": b64(admin.keyPem) };
+    const kubeconfig = async (
+      name: string,
+      o: { cluster?: Record<string, unknown>; user?: Record<string, unknown> } = {},
+    ): Promise<string> => {
+      if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`kubeconfig: invalid name ${JSON.stringify(name)}`);
+      const path = join(kubeconfigsDir, `${name}.kubeconfig`);
+      await writeFile(path, kubeconfigYaml(server, caCertPem, name, o.user ?? adminUser, o.cluster), { mode: 0o600 });
+      return path;
+    };
+
     return {
       server,
       etcdUrl,
@@ -779,6 +827,7 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
       startupMs: Date.now() - t0,
       kubeconfigFor,
       kubeconfigWithToken,
+      kubeconfig,
       stop,
     };
   } catch (err) {
