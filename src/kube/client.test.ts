@@ -5,7 +5,6 @@
  * (one exec-plugin run for concurrent requests, new connections for a new client certificate,
  * impersonation headers).
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
 import http2 from "node:http2";
@@ -17,28 +16,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { KubeApiError, KubeClient, type KubeClientOptions, type WatchEvent } from "./client.ts";
 import { loadKubeConfig } from "./config.ts";
+import { selfSigned as selfSignedIn } from "../../test/harness/self-signed.ts";
 
 let dir: string;
 let key: Buffer;
 let cert: Buffer;
 const cleanups: (() => unknown)[] = [];
 
-/** A self-signed certificate for 127.0.0.1 (`name`.pem, `name`-key.pem in `dir`). */
-function selfSigned(name: string, cn: string): { cert: Buffer; key: Buffer; certPath: string; keyPath: string } {
-  const keyPath = join(dir, `${name}-key.pem`);
-  const certPath = join(dir, `${name}.pem`);
-  // openssl is needed by the integration harness too (its PKI).
-  execFileSync(
-    "openssl",
-    [
-      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
-      ...["-keyout", keyPath, "-out", certPath, "-days", "1"],
-      ...["-subj", `/CN=${cn}`, "-addext", "subjectAltName=IP:127.0.0.1"],
-    ],
-    { stdio: "ignore" },
-  );
-  return { cert: readFileSync(certPath), key: readFileSync(keyPath), certPath, keyPath };
-}
+const selfSigned = (name: string, cn: string) => selfSignedIn(dir, name, cn);
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "kube-client-test-"));
