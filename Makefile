@@ -1,6 +1,7 @@
 # nexar-token-operator — developer entry points.
 #   make test    unit + integration tests (real kube-apiserver/etcd/kube-controller-manager + real OAuth server)
 #   make demo    the main job end to end on an embedded control plane
+#   make e2e     the image and the packaged chart as pods on a real node (needs root)
 #   make lint    typecheck, eslint, prettier
 #
 # Node 24 LTS is required. When the machine's node is older, Node 24 is installed from the npm
@@ -82,8 +83,16 @@ test-integration: $(STAMP) ## integration tests against a real control plane and
 test: $(STAMP) ## unit + integration tests
 	hack/build-tools.sh >/dev/null
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
-	  status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
+	  status=0; npx vitest run --project unit --project integration --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
 	  node hack/test-summary.ts .vitest-results.json; exit $$status
+
+.PHONY: image
+image: ## build the container image with the machine's Docker engine (installs and starts dockerd when needed)
+	hack/image.sh
+
+.PHONY: e2e
+e2e: $(STAMP) ## image → packaged chart → pods on a real node (kubelet + containerd), a consumer pod, hand-over, upgrade, uninstall
+	hack/e2e.sh
 
 .PHONY: demo
 demo: $(STAMP) ## run the main job end to end on an embedded control plane (KEEP_RUNNING=1 to keep it up)
