@@ -415,29 +415,45 @@ describe("the packaged chart on a real node", () => {
         120_000,
       );
     });
-    const renewed = await step("renewal: the Secret holds a new token", () =>
-      waitFor(
-        "a renewed token in short-token",
-        async () => {
-          const t = await accessToken("short-token");
-          return t !== undefined && t !== first ? { token: t, at: Date.now() } : undefined;
-        },
-        (SHORT_LIFETIME_S + 60) * 1000,
-        200,
-      ),
-    );
-    const seen = await step("the consumer's file holds the new token", () =>
-      waitFor(
-        "consumer reads the renewed token",
-        async () => {
-          const r = await consumerReadings();
-          return r.find((x) => x.hash === sha256(renewed.token));
-        },
-        180_000,
-      ),
-    );
-    figures.push(["Secret update to file update in the consumer", `${((seen.at - renewed.at) / 1000).toFixed(1)} s`]);
-    expect(seen.at).toBeGreaterThan(0);
+    // Every token the Secret holds from now on, with the time it was first seen there. A renewal may come again
+    // before the kubelet's next volume sync, so the file may skip a token: any later token counts.
+    const held = new Map<string, number>();
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const t = await accessToken("short-token").catch(() => undefined);
+        if (t !== undefined && t !== first && !held.has(sha256(t))) held.set(sha256(t), Date.now());
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    try {
+      await step("renewal: the Secret holds a new token", () =>
+        waitFor(
+          "a renewed token in short-token",
+          async () => (held.size > 0 ? true : undefined),
+          (SHORT_LIFETIME_S + 60) * 1000,
+        ),
+      );
+      const seen = await step("the consumer's file holds a renewed token", () =>
+        waitFor(
+          "consumer reads a renewed token",
+          async () => {
+            const r = await consumerReadings();
+            const x = r.find((reading) => held.has(reading.hash));
+            return x && { at: x.at, since: held.get(x.hash) as number, renewals: held.size };
+          },
+          240_000,
+        ),
+      );
+      figures.push([
+        "Secret update to file update in the consumer",
+        `${((seen.at - seen.since) / 1000).toFixed(1)} s (${seen.renewals} renewal(s) seen in the Secret meanwhile)`,
+      ]);
+      expect(seen.at).toBeGreaterThanOrEqual(seen.since - 1_000);
+    } finally {
+      polling = false;
+      await poller;
+    }
   });
 
   it("a scrape of the leader's /metrics shows the NexarTokens' series", async () => {
