@@ -52,7 +52,10 @@ export interface ControlPlaneOptions {
   logDir?: string;
   /** How long to wait for every component to become ready, in milliseconds. Default 180000. */
   startTimeoutMs?: number;
-  /** Extra kube-apiserver flags appended to the harness's own (e.g. `--watch-cache-sizes=secrets#0`). */
+  /**
+   * Extra kube-apiserver flags appended to the harness's own (e.g. `--watch-cache-sizes=secrets#0`). An
+   * `--authorization-mode=` among them replaces the harness's `RBAC`.
+   */
   apiserverArgs?: string[];
   /**
    * Enable the apiserver's audit log (JSON lines at `ControlPlane.auditLogPath`, written
@@ -66,6 +69,12 @@ export interface ControlPlaneOptions {
    * (`--tls-sni-cert-key`), e.g. a kubeconfig with `tls-server-name`. Others get the default one.
    */
   sniServingNames?: string[];
+  /**
+   * IPv4 address the API server listens on and advertises (the `kubernetes` Service's endpoint), and the host of
+   * `server`. Default `127.0.0.1`. Anything else must be an address of a network namespace the test run created
+   * itself (the e2e node's address, test/harness/node.ts); the serving certificate names it too.
+   */
+  address?: string;
 }
 
 /**
@@ -373,8 +382,22 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.1
+subjectAltName = $ENV::NEXAR_HARNESS_SAN
 `;
+
+/** The API server's serving certificate names (plus `extra`, e.g. a non-loopback listen address). */
+function apiserverSans(extraIps: string[]): string {
+  return [
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:10.0.0.1",
+    ...extraIps.map((ip) => `IP:${ip}`),
+  ].join(", ");
+}
 
 /** Escape one RDN value for `openssl -subj` (backslash escapes the next character). */
 function subjValue(v: string): string {
@@ -423,9 +446,10 @@ interface Issued {
   keyPem: string;
 }
 
-async function openssl(args: string[]): Promise<void> {
+async function openssl(args: string[], san = apiserverSans([])): Promise<void> {
   try {
-    await execFileAsync("openssl", args, { encoding: "utf8" });
+    // server_ext reads its subjectAltName from the environment (every other section ignores it).
+    await execFileAsync("openssl", args, { encoding: "utf8", env: { ...process.env, NEXAR_HARNESS_SAN: san } });
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
     throw new Error(`openssl ${args[0] ?? ""} failed: ${e.stderr ?? e.message ?? String(err)}`, { cause: err });
@@ -460,14 +484,15 @@ async function createPki(dir: string): Promise<Pki> {
 }
 
 /**
- * Issue a certificate signed by the CA. `subject` is an openssl `-subj` string; `ext` a section of
- * the PKI's openssl config, or `{ dnsNames }` for a server certificate naming only those names.
+ * Issue a certificate signed by the CA. `subject` is an openssl `-subj` string; `san` the subjectAltName of a
+ * server certificate (openssl syntax, default: the API server's names on loopback).
  */
 async function issue(
   pki: Pki,
   base: string,
   subject: string,
-  ext: "client_ext" | "server_ext" | { dnsNames: string[] },
+  ext: "client_ext" | "server_ext",
+  san?: string,
 ): Promise<Issued> {
   pki.counter += 1;
   const stem = join(pki.dir, `${base}-${pki.counter}`);
@@ -475,37 +500,31 @@ async function issue(
   const certPath = `${stem}.crt`;
   const keyPem = await newEcKeyPem();
   await writeFile(keyPath, keyPem, { mode: 0o600 });
-  let config = pki.config;
-  const section = typeof ext === "string" ? ext : "named_server_ext";
-  if (typeof ext !== "string") {
-    config = `${stem}.cnf`;
-    const sans = ext.dnsNames.map((n) => `DNS:${n}`).join(", ");
-    const serverExt = OPENSSL_CONFIG.slice(OPENSSL_CONFIG.indexOf("[server_ext]") + "[server_ext]".length);
-    const named = serverExt.replace(/^subjectAltName = .*$/m, `subjectAltName = ${sans}`);
-    await writeFile(config, `${OPENSSL_CONFIG}\n[${section}]${named}`);
-  }
-  await openssl([
-    "req",
-    "-x509",
-    "-new",
-    "-utf8",
-    "-config",
-    config,
-    "-extensions",
-    section,
-    "-key",
-    keyPath,
-    "-subj",
-    subject,
-    "-CA",
-    pki.caCert,
-    "-CAkey",
-    pki.caKey,
-    "-days",
-    "365",
-    "-out",
-    certPath,
-  ]);
+  await openssl(
+    [
+      "req",
+      "-x509",
+      "-new",
+      "-utf8",
+      "-config",
+      pki.config,
+      "-extensions",
+      ext,
+      "-key",
+      keyPath,
+      "-subj",
+      subject,
+      "-CA",
+      pki.caCert,
+      "-CAkey",
+      pki.caKey,
+      "-days",
+      "365",
+      "-out",
+      certPath,
+    ],
+    san,
+  );
   return { certPath, keyPath, certPem: readFileSync(certPath, "utf8"), keyPem };
 }
 
@@ -614,7 +633,8 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
   try {
     const [etcdPort, peerPort, apiPort, kcmPort] = (await freePorts(4)) as [number, number, number, number];
-    const server = `https://127.0.0.1:${apiPort}`;
+    const address = opts.address ?? "127.0.0.1";
+    const server = `https://${address}:${apiPort}`;
 
     // etcd needs no TLS: start it first so it boots while the PKI is made.
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
@@ -641,17 +661,36 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
     const pkiDir = join(dir, "pki");
     const pki = await createPki(pkiDir);
-    const [serving, admin, kcmClient, saKeyPair, sni] = await Promise.all([
-      issue(pki, "apiserver-serving", "/CN=kube-apiserver", "server_ext"),
+    const [serving, admin, kcmClient, kubeletClient, saKeyPair, sni] = await Promise.all([
+      issue(
+        pki,
+        "apiserver-serving",
+        "/CN=kube-apiserver",
+        "server_ext",
+        apiserverSans(address === "127.0.0.1" ? [] : [address]),
+      ),
       issue(pki, "admin", clientSubject(ADMIN_USER, ["system:masters"]), "client_ext"),
       // kcm runs every controller with its own credentials (--use-service-account-credentials
       // is off, which keeps start fast), so it needs cluster-admin rights: system:masters.
       issue(pki, "kcm", clientSubject("system:kube-controller-manager", ["system:masters"]), "client_ext"),
+      // The API server's identity towards kubelets (logs, exec, port-forward), as kubeadm's apiserver-kubelet-client.
+      issue(
+        pki,
+        "apiserver-kubelet-client",
+        clientSubject("kube-apiserver-kubelet-client", ["system:masters"]),
+        "client_ext",
+      ),
       // ES256 service-account signing key (RSA and ECDSA keys are both accepted by
       // --service-account-signing-key-file); EC keys are generated in well under a millisecond.
       newEcKeyPair(),
       opts.sniServingNames?.length
-        ? issue(pki, "apiserver-sni", "/CN=kube-apiserver-sni", { dnsNames: opts.sniServingNames })
+        ? issue(
+            pki,
+            "apiserver-sni",
+            "/CN=kube-apiserver-sni",
+            "server_ext",
+            opts.sniServingNames.map((n) => `DNS:${n}`).join(", "),
+          )
         : undefined,
     ]);
     const saPub = join(pkiDir, "sa.pub");
@@ -695,20 +734,26 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
         join(assets, "kube-apiserver"),
         [
           `--etcd-servers=${etcdUrl}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
+          `--bind-address=${address}`,
+          `--advertise-address=${address}`,
           `--secure-port=${apiPort}`,
           `--cert-dir=${join(dir, "apiserver-certs")}`,
           `--tls-cert-file=${serving.certPath}`,
           `--tls-private-key-file=${serving.keyPath}`,
           ...(sni ? [`--tls-sni-cert-key=${sni.certPath},${sni.keyPath}`] : []),
           `--client-ca-file=${pki.caCert}`,
-          "--authorization-mode=RBAC",
+          // Unless the caller chooses its own (e.g. Node,RBAC for a node): repeating the flag would be an error.
+          ...((opts.apiserverArgs ?? []).some((a) => a.startsWith("--authorization-mode="))
+            ? []
+            : ["--authorization-mode=RBAC"]),
           `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
           `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
           `--service-account-key-file=${saPub}`,
           `--service-account-signing-key-file=${saKey}`,
           "--allow-privileged=true",
+          `--kubelet-client-certificate=${kubeletClient.certPath}`,
+          `--kubelet-client-key=${kubeletClient.keyPath}`,
+          "--kubelet-preferred-address-types=InternalIP",
           "--profiling=false",
           "--enable-priority-and-fairness=false",
           "--event-ttl=10m",
