@@ -44,7 +44,7 @@ assets: ## build (once) and cache kube-apiserver, kube-controller-manager and et
 	hack/build-assets.sh
 
 .PHONY: tools
-tools: ## build (once) and cache helm and promtool for the chart and alert checks
+tools: ## build (once) and cache helm, promtool and Ory Hydra (chart and alert checks, interop suite)
 	hack/build-tools.sh
 
 .PHONY: build
@@ -60,7 +60,7 @@ lint: $(STAMP) ## typecheck, eslint and prettier --check
 	npx tsc -p tsconfig.json --noEmit
 	npx eslint .
 	npx prettier --check .
-	hack/build-tools.sh >/dev/null
+	hack/build-tools.sh helm promtool >/dev/null
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator --set 'watchNamespaces={a,b}' \
 	  --set serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true
