@@ -114,7 +114,7 @@ kind-e2e: ## (needs Docker, kind, kubectl) image → kind cluster → helm insta
 	@echo "kind cluster '$(KIND_CLUSTER)' is up; delete it with: kind delete cluster --name '$(KIND_CLUSTER)'"
 
 .PHONY: bench
-bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick)
+bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick; --peers: side by side with External Secrets Operator, ~12 min)
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
 	  NEXAR_OPERATOR_CLI="$(CURDIR)/dist/cli/main.js" node hack/bench.ts $(BENCH_ARGS)  # the compiled operator, as the image runs it
 
