@@ -26,7 +26,7 @@ import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { KubeConfig } from "../src/kube/kubeconfig.ts";
+import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, isStatus, type KubeList, type Secret } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
 import { jwtExpiry } from "../src/oauth/jwt.ts";
@@ -554,7 +554,7 @@ export async function runPeers(o: { quick: boolean; out?: string }): Promise<num
     if (eso) await applyCrd(cp.kubeconfigPath, eso.crds);
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
-    k = await KubeClient.create(kc, 120_000);
+    k = await KubeClient.create(kc, { timeoutMs: 120_000 });
     const creds = Array.from({ length: sizes.credentials }, (_, i) => ({
       clientId: `peer-client-${i}`,
       clientSecret: `peer-secret-${i}-${Math.random().toString(36).slice(2)}0123456789`,

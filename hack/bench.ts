@@ -41,7 +41,7 @@ import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { KubeConfig } from "../src/kube/kubeconfig.ts";
+import { KubeConfig } from "@kubernetes/client-node";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { KubeClient, isStatus, type KubeList } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
@@ -565,7 +565,7 @@ async function main(): Promise<Results> {
     await applyCrd(cp.kubeconfigPath, CRD_PATH);
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
-    kube = await KubeClient.create(kc, 120_000);
+    kube = await KubeClient.create(kc, { timeoutMs: 120_000 });
     const k = kube;
     const tokenUrl = idp.tokenUrl;
 

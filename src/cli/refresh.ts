@@ -19,12 +19,11 @@ import {
   runAction,
   usageError,
   withKubeOptions,
+  type KubeFlags,
 } from "./status.ts";
 
 /** Options of `refresh`. */
-export interface RefreshOptions {
-  kubeconfig?: string;
-  namespace?: string;
+export interface RefreshOptions extends KubeFlags {
   /** Go duration, e.g. `60s`. */
   timeout: string;
 }

@@ -21,15 +21,15 @@
  * The grace period of refresh-token rotation (`oauth2.grant.refresh_token.rotation_grace_period`)
  * is shown at the end, on the wire: see docs/interop.md for what Hydra's source says.
  */
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
+import * as oidc from "openid-client";
 import { startHydra, type HydraClientSpec, type HydraServer } from "../harness/hydra.ts";
 import { tokenSha256 } from "../harness/identity.ts";
-import { CLI, freePort } from "../harness/operator.ts";
+import { runCli } from "../harness/cli.ts";
+import { freePort } from "../harness/operator.ts";
 import { KubeClient } from "../../src/kube/client.ts";
 import { nexarTokenPath } from "../../src/kube/paths.ts";
-import { createPkcePair, createState } from "../../src/oauth/pkce.ts";
 import { decode, startEnv, waitFor, type Env } from "./env.ts";
 
 let env: Env;
@@ -264,15 +264,16 @@ async function designClient(h: HydraServer, clientId: string, redirect: string):
  * client_secret_post). Resolves to the first refresh token; it is added to the secret scan.
  */
 async function consent(h: HydraServer, c: HydraClientSpec, redirect: string): Promise<string> {
-  const pkce = createPkcePair();
-  const state = createState();
+  const verifier = oidc.randomPKCECodeVerifier();
+  const challenge = await oidc.calculatePKCECodeChallenge(verifier);
+  const state = oidc.randomState();
   const url = new URL(h.authorizationUrl);
   url.search = new URLSearchParams({
     response_type: "code",
     client_id: c.clientId,
     redirect_uri: redirect,
     scope: LOGIN_SCOPES.join(" "),
-    code_challenge: pkce.challenge,
+    code_challenge: challenge,
     code_challenge_method: "S256",
     state,
   }).toString();
@@ -284,7 +285,7 @@ async function consent(h: HydraServer, c: HydraClientSpec, redirect: string): Pr
     grant_type: "authorization_code",
     code: code as string,
     redirect_uri: redirect,
-    code_verifier: pkce.verifier,
+    code_verifier: verifier,
     client_id: c.clientId,
     client_secret: c.clientSecret,
   });
@@ -393,28 +394,15 @@ describe("grant: RefreshToken with Hydra's strict rotation", () => {
 });
 
 describe("login against Hydra", () => {
-  /** Runs the CLI with a clean environment; resolves the authorization URL it prints and its exit. */
+  /** `login` with the client's credentials in the environment; resolves the authorization URL it prints and its exit. */
   function runLogin(args: string[], creds: HydraClientSpec) {
-    const base = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith("NEXAR_") && k !== "KUBECONFIG"),
-    );
-    const child = spawn(process.execPath, [CLI, "login", ...args], {
-      env: { ...base, NEXAR_CLIENT_ID: creds.clientId, NEXAR_CLIENT_SECRET: creds.clientSecret },
-      stdio: ["ignore", "pipe", "pipe"],
+    const run = runCli(["login", ...args], {
+      NEXAR_CLIENT_ID: creds.clientId,
+      NEXAR_CLIENT_SECRET: creds.clientSecret,
     });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString("utf8")));
-    const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-      child.on("close", (code) => resolve({ code, stdout, stderr })),
-    );
-    const authorizationUrl = () =>
-      waitFor(
-        "the authorization URL on stderr",
-        async () => /^\s+(http:\/\/127\.0\.0\.1:\d+\/oauth2\/auth\?\S+)$/m.exec(stderr)?.[1],
-      );
-    return { done, authorizationUrl };
+    const authorizationUrl = async () =>
+      (await run.waitForStderr(/^\s+(http:\/\/127\.0\.0\.1:\d+\/oauth2\/auth\?\S+)$/m))[1] as string;
+    return { done: run.done, authorizationUrl };
   }
 
   it("authorization code + PKCE S256 through Hydra's login and consent app (PKCE enforced), the Secret stored, and the operator runs on it", async () => {
