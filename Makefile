@@ -45,7 +45,7 @@ assets: ## build (once) and cache kube-apiserver, kube-controller-manager and et
 	hack/build-assets.sh
 
 .PHONY: tools
-tools: ## build (once) and cache helm and promtool for the chart and alert checks
+tools: ## build (once) and cache helm, promtool and Ory Hydra (chart and alert checks, interop suite)
 	hack/build-tools.sh
 
 .PHONY: build
@@ -61,7 +61,7 @@ lint: $(STAMP) ## typecheck, eslint and prettier --check
 	npx tsc -p tsconfig.json --noEmit
 	npx eslint .
 	npx prettier --check .
-	hack/build-tools.sh >/dev/null
+	hack/build-tools.sh helm promtool >/dev/null
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator --set 'watchNamespaces={a,b}' \
 	  --set serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true
@@ -104,7 +104,7 @@ kind-e2e: $(STAMP) ## (needs Docker and kind) the e2e suite on a fresh kind clus
 	hack/kind-e2e.sh
 
 .PHONY: bench
-bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick)
+bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick; --peers: side by side with External Secrets Operator, ~12 min)
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
 	  NEXAR_OPERATOR_CLI="$(CURDIR)/dist/cli/main.js" node hack/bench.ts $(BENCH_ARGS)  # the compiled operator, as the image runs it
 

@@ -17,6 +17,17 @@ import type { NexarTokenSpec, RenewBefore, ResolvedSpec } from "./types.ts";
 export { formatGoDuration, parseGoDuration } from "./duration.ts";
 
 /**
+ * The target Secret's name of a (possibly invalid or undefaulted) spec: `spec.target.name`, else
+ * `metadata.name` (SPEC §2). Never throws; undefined when neither is set.
+ */
+export function targetNameOf(
+  spec: { readonly target?: { readonly name?: string } } | undefined,
+  metadata: { readonly name?: string | undefined },
+): string | undefined {
+  return spec?.target?.name ?? metadata.name;
+}
+
+/**
  * Resolves a spec into its fully defaulted form.
  *
  * Defaults (SPEC §2, identical to the CRD's): grant `ClientCredentials`, tokenUrl Nexar's
@@ -52,7 +63,7 @@ export function withDefaults(spec: NexarTokenSpec, metadata: { readonly name?: s
     renewBefore: resolveRenewBefore(spec),
     fallbackLifetimeSeconds: spec.fallbackLifetime === undefined ? undefined : parseGoDuration(spec.fallbackLifetime),
     target: {
-      name: target.name ?? name,
+      name: targetNameOf(spec, metadata) ?? name,
       type: target.type ?? DEFAULT_SECRET_TYPE,
       creationPolicy: target.creationPolicy ?? "Owner",
       adopt: target.adopt ?? false,

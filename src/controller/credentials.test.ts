@@ -1,8 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { KubeApiError, type KubeClient, type Secret } from "../kube/client.ts";
+import { SecretsApi } from "../kube/secrets.ts";
 import {
   ANNOTATION_REFRESH_ROTATION,
+  CredentialsCache,
+  fingerprintOf,
   persistRefreshToken,
+  refreshTokenStore,
   refreshTokenDigest,
   refreshTokenLineage,
   rotationAnnotation,
@@ -58,7 +62,7 @@ function fakeKube(initial: Secret, hooks: { beforePatch?: (n: number) => void } 
     },
   };
   return {
-    kube: kube as unknown as KubeClient,
+    kube: new SecretsApi(kube as unknown as KubeClient),
     get: () => current,
     /** Simulates another writer (e.g. `login`) replacing the token. */
     write(token: string, annotations?: Record<string, string>) {
@@ -124,7 +128,7 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("stored");
@@ -140,7 +144,7 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("stored");
@@ -155,23 +159,11 @@ describe("persistRefreshToken", () => {
     const r = await persistRefreshToken(
       f.kube,
       { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: read.metadata.resourceVersion, secret: read },
+      { refreshToken: "rt-0", secret: read },
       "rt-1",
     );
     expect(r).toBe("superseded");
     expect(secretValue(f.get(), "refreshToken")).toBe("rt-login");
-  });
-
-  it("reads the Secret first when only a resourceVersion is given (older callers)", async () => {
-    const f = fakeKube(secret("rt-0"));
-    const r = await persistRefreshToken(
-      f.kube,
-      { namespace: "ns", name: "creds", key: "refreshToken" },
-      { refreshToken: "rt-0", resourceVersion: "1" },
-      "rt-1",
-    );
-    expect(r).toBe("stored");
-    expect(secretValue(f.get(), "refreshToken")).toBe("rt-1");
   });
 
   it("throws other API errors", async () => {
@@ -185,10 +177,186 @@ describe("persistRefreshToken", () => {
       persistRefreshToken(
         f.kube,
         { namespace: "ns", name: "creds", key: "refreshToken" },
-        { refreshToken: "rt-0", resourceVersion: "1", secret: read },
+        { refreshToken: "rt-0", secret: read },
         "rt-1",
       ),
     ).rejects.toThrow(KubeApiError);
     expect(secretValue(f.get(), "refreshToken")).toBe("rt-0");
+  });
+});
+
+describe("CredentialsCache (one credentials value per Secret version and spec)", () => {
+  const spec = {
+    tokenUrl: "https://identity.nexar.com/connect/token",
+    grant: "ClientCredentials" as const,
+    clientAuthentication: "ClientSecretPost" as const,
+    credentialsSecretRef: {
+      name: "nexar-app",
+      clientIdKey: "clientId",
+      clientSecretKey: "clientSecret",
+      refreshTokenKey: "refreshToken",
+    },
+    scopes: ["supply.domain"],
+    fallbackLifetimeSeconds: undefined,
+  };
+  const creds = (clientSecret: string, rv: string): Secret => ({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "nexar-app", namespace: "ns", resourceVersion: rv },
+    data: { clientId: b64("app"), clientSecret: b64(`${clientSecret}\n`), refreshToken: b64("rt-0") },
+  });
+  function setup(initial: Secret | undefined) {
+    let current = initial;
+    let gets = 0;
+    let keyed = 0;
+    let release: (() => void) | undefined;
+    const secrets = {
+      get: async () => {
+        gets++;
+        if (release === undefined) return current;
+        await new Promise<void>((r) => (release = r));
+        return current;
+      },
+    } as unknown as SecretsApi;
+    const tokens = {
+      keysFor: (r: { clientSecret: string }, scope: object) => {
+        keyed++;
+        return { share: `share:${r.clientSecret}:${JSON.stringify(scope)}`, client: "client", secret: r.clientSecret };
+      },
+    };
+    let seen: string | undefined = initial?.metadata.resourceVersion;
+    const cache = new CredentialsCache(secrets, tokens, () => seen, 900);
+    return {
+      cache,
+      gets: () => gets,
+      keyed: () => keyed,
+      set(s: Secret | undefined) {
+        current = s;
+        seen = s?.metadata.resourceVersion;
+      },
+      hold() {
+        release = () => {};
+      },
+      open() {
+        const r = release;
+        release = undefined;
+        r?.();
+      },
+    };
+  }
+
+  it("reads a Secret once while the watch reports the version read, and builds each spec's value once", async () => {
+    const t = setup(creds("s3cr3t", "1"));
+    const a = await t.cache.get("ns", spec);
+    const b = await t.cache.get("ns", { ...spec, credentialsSecretRef: { ...spec.credentialsSecretRef } });
+    if (!a.found || "error" in a) throw new Error("expected a value");
+    expect(b).toBe(a);
+    expect(t.gets()).toBe(1);
+    expect(t.keyed()).toBe(1);
+    expect(a.credential.request).toMatchObject({ clientId: "app", clientSecret: "s3cr3t", scopes: ["supply.domain"] });
+    expect(Object.isFrozen(a.credential.request)).toBe(true);
+    expect(a.credential.fallbackLifetimeSeconds).toBe(900); // the operator's default
+    expect(a.fingerprint).toBe(fingerprintOf(a.credential.request));
+    expect(a).toMatchObject({ ref: "ns/nexar-app", resourceVersion: "1", lineage: undefined, refreshToken: undefined });
+    // another spec variant of the same Secret version: built, not read again
+    const other = await t.cache.get("ns", { ...spec, scopes: ["supply.domain", "user.access"] });
+    expect(t.gets()).toBe(1);
+    expect(other).not.toBe(a);
+  });
+
+  it("reads again when the watch reports a new version, and the new secret gives a new fingerprint", async () => {
+    const t = setup(creds("s3cr3t", "1"));
+    const a = await t.cache.get("ns", spec);
+    t.set(creds("n3w-s3cr3t", "2"));
+    const b = await t.cache.get("ns", spec);
+    if (!a.found || "error" in a || !b.found || "error" in b) throw new Error("expected values");
+    expect(t.gets()).toBe(2);
+    expect(b.credential.request.clientSecret).toBe("n3w-s3cr3t");
+    expect(b.fingerprint).not.toBe(a.fingerprint);
+    expect(b.resourceVersion).toBe("2");
+  });
+
+  it("concurrent reconciles sharing a Secret wait for one GET", async () => {
+    const t = setup(creds("s3cr3t", "1"));
+    t.set(creds("s3cr3t", "1"));
+    t.hold();
+    const all = Promise.all(Array.from({ length: 20 }, () => t.cache.get("ns", spec)));
+    await new Promise((r) => setImmediate(r));
+    t.open();
+    const values = await all;
+    expect(t.gets()).toBe(1);
+    expect(new Set(values).size).toBe(1);
+  });
+
+  it("a missing Secret, or one lacking keys (named, never their values)", async () => {
+    expect(await setup(undefined).cache.get("ns", spec)).toEqual({ found: false });
+    const t = setup(creds("s3cr3t", "1"));
+    expect(
+      await t.cache.get("ns", {
+        ...spec,
+        credentialsSecretRef: { ...spec.credentialsSecretRef, clientSecretKey: "secret" },
+      }),
+    ).toEqual({ found: true, error: 'credentials Secret "nexar-app" lacks non-empty key(s): secret' });
+  });
+
+  it("RefreshToken grant: the lineage and credentials Secret are part of the value and of the share key", async () => {
+    const t = setup(creds("s3cr3t", "1"));
+    const v = await t.cache.get("ns", { ...spec, grant: "RefreshToken", scopes: ["design.domain"] });
+    if (!v.found || "error" in v) throw new Error("expected a value");
+    expect(v.lineage).toBe(refreshTokenDigest("rt-0"));
+    expect(v.refreshToken).toEqual({ namespace: "ns", name: "nexar-app", key: "refreshToken" });
+    expect(v.fingerprint).toBe(fingerprintOf(v.credential.request, v.lineage));
+    expect(v.credential.keys.share).toContain(`"credentialsRef":"ns/nexar-app"`);
+    expect(v.credential.keys.share).toContain(`"credentialsVersion":"${v.lineage}"`);
+  });
+});
+
+describe("fingerprintOf", () => {
+  const req = {
+    tokenUrl: "https://identity.nexar.com/connect/token",
+    grant: "ClientCredentials" as const,
+    clientAuthentication: "ClientSecretPost" as const,
+    clientId: "app",
+    clientSecret: "s3cr3t",
+    scopes: ["a", "b"],
+  };
+  it("changes with every input but the scope order, and never contains the secret", () => {
+    const fp = fingerprintOf(req);
+    expect(fp).toMatch(/^[0-9a-f]{64}$/);
+    expect(fingerprintOf({ ...req, scopes: ["b", "a", "a"] })).toBe(fp);
+    for (const other of [
+      { ...req, clientSecret: "other" },
+      { ...req, clientId: "other" },
+      { ...req, tokenUrl: "https://other.example/token" },
+      { ...req, clientAuthentication: "ClientSecretBasic" as const },
+      { ...req, scopes: ["a"] },
+    ]) {
+      expect(fingerprintOf(other)).not.toBe(fp);
+    }
+    expect(fingerprintOf(req, "lineage-1")).not.toBe(fingerprintOf(req, "lineage-2"));
+    expect(fp).not.toContain("s3cr3t");
+  });
+});
+
+describe("refreshTokenStore", () => {
+  it("reads the Secret fresh each time, and stores a rotated token with the rotation annotation", async () => {
+    const f = fakeKube(secret("rt-0"));
+    const store = refreshTokenStore(f.kube, { namespace: "ns", name: "creds", key: "refreshToken" });
+    expect(store.secret).toBe("ns/creds");
+    const used = await store.read();
+    expect(used.value).toBe("rt-0");
+    expect(await store.persist(used, "rt-1")).toBe("stored");
+    expect((await store.read()).value).toBe("rt-1");
+    expect(refreshTokenLineage(f.get(), "refreshToken")).toBe(refreshTokenDigest("rt-0"));
+    expect(await store.persist(used, "rt-2")).toBe("superseded"); // rt-0 is no longer there
+  });
+
+  it("names the Secret when it is gone", async () => {
+    const gone = refreshTokenStore({ get: async () => undefined } as unknown as SecretsApi, {
+      namespace: "ns",
+      name: "creds",
+      key: "refreshToken",
+    });
+    await expect(gone.read()).rejects.toThrow('credentials Secret "creds" not found in namespace "ns"');
   });
 });

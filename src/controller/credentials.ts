@@ -1,16 +1,26 @@
 /**
- * The credentials Secret as the RefreshToken grant sees it: where a rotated refresh token is
- * stored, and how the operator tells a refresh token it rotated itself from one a new `login`
- * (or a person) wrote. Pure helpers plus {@link persistRefreshToken}, the one write.
+ * The credentials Secret: what a NexarToken's spec gets from it (one {@link CredentialsValue} per
+ * Secret version and spec fields: decoded values, token request, fingerprint, issuance keys, built
+ * once), and — for the RefreshToken grant — where a rotated refresh token is stored and how the
+ * operator tells a refresh token it rotated itself from one a new `login` (or a person) wrote.
  *
  * Sources: RFC 6749 §6 (the server MAY issue a new refresh token and invalidate the old one),
- * RFC 9700 §4.14.2 (refresh-token rotation), SPEC §6 (store the new refresh token BEFORE the new
- * access token is published), Kubernetes API conventions "Concurrency Control and Consistency"
- * (`metadata.resourceVersion` preconditions, 409 Conflict).
+ * RFC 9700 §4.14.2 (refresh-token rotation), SPEC §3.2 (a change of the credentials fetches a new
+ * token), SPEC §6 (store the new refresh token BEFORE the new access token is published),
+ * Kubernetes API conventions "Concurrency Control and Consistency" (`metadata.resourceVersion`
+ * preconditions, 409 Conflict).
  */
 import { createHash } from "node:crypto";
-import { KubeApiError, type KubeClient, type Secret } from "../kube/client.ts";
-import { secretPath } from "../kube/paths.ts";
+import type { Logger } from "pino";
+import type { ResolvedSpec } from "../api/types.ts";
+import type { Secret } from "../kube/client.ts";
+import { objectKey } from "../kube/informer.ts";
+import type { SecretsApi } from "../kube/secrets.ts";
+import type { TokenRequest } from "../oauth/types.ts";
+import { refreshTokenDigest, type RefreshTokenStore, type StoredRefreshToken } from "../issuance/refresh.ts";
+import type { Credential, ShareScope, TokenSource } from "../issuance/types.ts";
+
+export { refreshTokenDigest } from "../issuance/refresh.ts";
 
 /**
  * Annotation on the credentials Secret, written by the operator together with every rotated
@@ -27,7 +37,11 @@ export const ANNOTATION_REFRESH_ROTATION = "nexar-operator.io/refresh-token-rota
 export const ANNOTATION_LOGIN_AT = "nexar-operator.io/login-at";
 
 /** Attempts of {@link persistRefreshToken} on 409 Conflict before giving up. */
-const MAX_ATTEMPTS = 5;
+const PERSIST_ATTEMPTS = 5;
+/** Credentials Secrets kept in memory at most (least recently used dropped first). */
+const CREDENTIALS_CACHE_ENTRIES = 1024;
+/** Spec variants (token URL, grant, keys, scopes, fallback lifetime) remembered per credentials Secret version. */
+const VALUES_PER_SECRET = 64;
 
 /** Where a refresh token lives: Secret `namespace/name`, data key `key`. */
 export interface RefreshTokenRef {
@@ -36,24 +50,64 @@ export interface RefreshTokenRef {
   key: string;
 }
 
-/**
- * One-way identifier of a refresh token: hex SHA-256 over a domain prefix and the token,
- * truncated to 32 hex characters (128 bits). Safe to store in an annotation or compare in memory.
- */
-export function refreshTokenDigest(refreshToken: string): string {
-  return createHash("sha256")
-    .update("nexar-token-operator/refresh-token\0")
-    .update(refreshToken, "utf8")
-    .digest("hex")
-    .slice(0, 32);
-}
-
 /** `data[key]` of a Secret, base64-decoded and trimmed of surrounding whitespace; undefined when absent or empty. */
 export function secretValue(secret: Secret | undefined, key: string): string | undefined {
   const raw = secret?.data?.[key];
   if (raw === undefined) return undefined;
   const v = Buffer.from(raw, "base64").toString("utf8").trim();
   return v === "" ? undefined : v;
+}
+
+/**
+ * Fingerprint of what a token is issued for: token URL, grant, client authentication, client id
+ * and secret, and the scope set (order-insensitive); for the RefreshToken grant also the refresh
+ * token's `lineage` ({@link refreshTokenLineage}: it changes when a new `login` writes a refresh
+ * token, not when the operator rotates it). Hex SHA-256 with a domain prefix, unkeyed (it is
+ * stored on the target Secret and compared after a restart); it is never reversed, only compared
+ * (SPEC §3.2: a change of any of these fetches a new token).
+ */
+export function fingerprintOf(req: TokenRequest, lineage?: string): string {
+  const h = createHash("sha256");
+  h.update("nexar-token-operator/v1\0");
+  for (const part of [
+    req.tokenUrl,
+    req.grant,
+    req.clientAuthentication,
+    req.clientId,
+    req.clientSecret,
+    [...new Set(req.scopes)].sort().join(" "),
+  ]) {
+    h.update(part);
+    h.update("\0");
+  }
+  if (lineage !== undefined) h.update(`lineage\0${lineage}\0`);
+  return h.digest("hex");
+}
+
+/**
+ * Reads client id, secret and (RefreshToken grant) refresh token from the credentials Secret.
+ * Values are trimmed of surrounding whitespace (a trailing newline from `echo` or a file is the
+ * common mistake; OAuth client ids and secrets never carry one). Errors name keys, never values.
+ */
+export function readCredentials(
+  secret: Secret,
+  spec: Pick<ResolvedSpec, "grant" | "credentialsSecretRef">,
+): { clientId: string; clientSecret: string; refreshToken?: string } | { error: string } {
+  const ref = spec.credentialsSecretRef;
+  const missing: string[] = [];
+  const clientId = secretValue(secret, ref.clientIdKey);
+  const clientSecret = secretValue(secret, ref.clientSecretKey);
+  if (!clientId) missing.push(ref.clientIdKey);
+  if (!clientSecret) missing.push(ref.clientSecretKey);
+  let refreshToken: string | undefined;
+  if (spec.grant === "RefreshToken") {
+    refreshToken = secretValue(secret, ref.refreshTokenKey);
+    if (!refreshToken) missing.push(ref.refreshTokenKey);
+  }
+  if (missing.length > 0) {
+    return { error: `credentials Secret "${ref.name}" lacks non-empty key(s): ${missing.join(", ")}` };
+  }
+  return { clientId: clientId as string, clientSecret: clientSecret as string, refreshToken };
 }
 
 type RotationMap = Record<string, { digest?: unknown; lineage?: unknown } | undefined>;
@@ -107,56 +161,246 @@ export function rotationAnnotation(secret: Secret | undefined, key: string, used
  * token is published (SPEC §6), so a refresh token is never lost.
  *
  * The write is one JSON merge patch of `data[key]` and the {@link ANNOTATION_REFRESH_ROTATION}
- * annotation, carrying the `resourceVersion` that was read with the refresh token just used
- * (optimistic concurrency). On 409 Conflict the Secret is re-read:
+ * annotation, carrying the `resourceVersion` of `used.secret`, the Secret the used token was read
+ * from (optimistic concurrency). On 409 Conflict the Secret is re-read:
  * - `data[key]` still holds the token that was used: only something else changed; the patch is
  *   retried with the new resourceVersion;
  * - it holds `rotated` already (an earlier attempt went through): `"stored"`;
  * - it holds another value: someone (e.g. a new `login`) replaced it meanwhile; theirs is newer
  *   and is kept: `"superseded"`.
  *
- * @param used the refresh token presented and the Secret (or just its resourceVersion) it was read from;
- *   without `secret` the Secret is read first, to carry the rotation lineage over.
  * @returns `"stored"` or `"superseded"`.
  * @throws KubeApiError on other API errors (e.g. 404 when the Secret was deleted), or after
- *   {@link MAX_ATTEMPTS} conflicts. The message never contains a token.
+ *   {@link PERSIST_ATTEMPTS} conflicts. The message never contains a token.
  */
 export async function persistRefreshToken(
-  kube: KubeClient,
+  secrets: SecretsApi,
   target: RefreshTokenRef,
-  used: { refreshToken: string; resourceVersion: string | undefined; secret?: Secret },
+  used: { refreshToken: string; secret: Secret },
   rotated: string,
 ): Promise<"stored" | "superseded"> {
-  const path = secretPath(target.namespace, target.name);
-  let read: Secret = used.secret ?? (await kube.request<Secret>("GET", path));
-  let rv = used.secret || !used.resourceVersion ? read.metadata.resourceVersion : used.resourceVersion;
-  if (!used.secret) {
-    const value = secretValue(read, target.key);
-    if (value === rotated) return "stored";
-    if (value !== used.refreshToken) return "superseded";
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await kube.request("PATCH", path, {
-        body: {
+  const out = await secrets.patchGuarded<"stored" | "superseded">(
+    target.namespace,
+    target.name,
+    used.secret,
+    (read) => {
+      const value = secretValue(read, target.key);
+      if (value === rotated) return { done: "stored" };
+      if (value !== used.refreshToken) return { done: "superseded" };
+      return {
+        patch: {
           metadata: {
-            ...(rv ? { resourceVersion: rv } : {}),
             annotations: {
               [ANNOTATION_REFRESH_ROTATION]: rotationAnnotation(read, target.key, used.refreshToken, rotated),
             },
           },
           data: { [target.key]: Buffer.from(rotated, "utf8").toString("base64") },
         },
-        contentType: "application/merge-patch+json",
-      });
-      return "stored";
-    } catch (err) {
-      if (!(err instanceof KubeApiError) || err.status !== 409 || attempt >= MAX_ATTEMPTS) throw err;
-      read = await kube.request<Secret>("GET", path);
-      const value = secretValue(read, target.key);
-      if (value === rotated) return "stored";
-      if (value !== used.refreshToken) return "superseded";
-      rv = read.metadata.resourceVersion;
+      };
+    },
+    PERSIST_ATTEMPTS,
+  );
+  return out === "patched" ? "stored" : out;
+}
+
+/** A refresh token as read from the credentials Secret, with the Secret it was read from. */
+export interface SecretRefreshToken extends StoredRefreshToken {
+  secret: Secret;
+}
+
+/**
+ * The credentials Secret key `ref` as the issuer's refresh-token guard sees it: a fresh GET per
+ * read, {@link persistRefreshToken} per write (logged, without the token).
+ */
+export function refreshTokenStore(
+  secrets: SecretsApi,
+  ref: RefreshTokenRef,
+  logger?: Pick<Logger, "info">,
+): RefreshTokenStore<SecretRefreshToken> {
+  const secret = objectKey(ref.namespace, ref.name);
+  return {
+    secret,
+    key: ref.key,
+    async read() {
+      const s = await secrets.get(ref.namespace, ref.name);
+      if (!s) throw new Error(`credentials Secret "${ref.name}" not found in namespace "${ref.namespace}"`);
+      return { value: secretValue(s, ref.key), secret: s };
+    },
+    async persist(used, rotated) {
+      const result = await persistRefreshToken(
+        secrets,
+        ref,
+        { refreshToken: used.value as string, secret: used.secret },
+        rotated,
+      );
+      logger?.info({ secret, result }, "rotated refresh token stored");
+      return result;
+    },
+  };
+}
+
+/**
+ * What one version of a credentials Secret gives one NexarToken spec, built once per Secret
+ * version and spec fields (see {@link CredentialsCache}); immutable.
+ */
+export interface CredentialsValue {
+  /** `namespace/name` of the credentials Secret (`credentialsSecretRef`, resolved from the defaulted spec). */
+  readonly ref: string;
+  /** resourceVersion of the Secret it was built from (named in the `CredentialsChanged` Event). */
+  readonly resourceVersion: string | undefined;
+  /** The token request with the issuer's keys. */
+  readonly credential: Credential;
+  /** {@link fingerprintOf} the request and lineage: what a held token must match. */
+  readonly fingerprint: string;
+  /** RefreshToken grant: {@link refreshTokenLineage} of the Secret's refresh token (part of the share key). */
+  readonly lineage: string | undefined;
+  /** RefreshToken grant: where the refresh token lives. */
+  readonly refreshToken: RefreshTokenRef | undefined;
+}
+
+/** What a credentials Secret gives a spec: its value, the keys it lacks, or nothing (no such Secret). */
+export type CredentialsRead = { found: false } | { found: true; error: string } | (CredentialsValue & { found: true });
+
+/** The spec fields a {@link CredentialsValue} depends on. */
+export type CredentialsSpec = Pick<
+  ResolvedSpec,
+  "tokenUrl" | "grant" | "clientAuthentication" | "credentialsSecretRef" | "scopes" | "fallbackLifetimeSeconds"
+>;
+
+/**
+ * Credentials Secrets by `namespace/name`, as read at their resourceVersion, each with the
+ * {@link CredentialsValue}s built from it per spec variant. Bounded (LRU,
+ * {@link CREDENTIALS_CACHE_ENTRIES} Secrets, {@link VALUES_PER_SECRET} spec variants each).
+ */
+export class CredentialsCache {
+  readonly #secrets: SecretsApi;
+  readonly #tokens: Pick<TokenSource, "keysFor">;
+  readonly #versionOf: ((key: string) => string | undefined) | undefined;
+  readonly #fallbackLifetimeSeconds: number | undefined;
+  /**
+   * Saves one GET per NexarToken sharing a credentials Secret (and per reconcile): a Secret the
+   * metadata-only watch still reports at the resourceVersion read is not read again. Also saves
+   * decoding, building and hashing the request once per NexarToken (the values per spec variant).
+   */
+  readonly #bySecret = new Map<string, { secret: Secret; values: Map<string, CredentialsRead> }>();
+  /**
+   * Saves concurrent duplicate GETs: reconciles of NexarTokens sharing a credentials Secret (a
+   * restart, a burst of new NexarTokens) wait for the same read.
+   */
+  readonly #reads = new Map<string, Promise<Secret | undefined>>();
+
+  /**
+   * @param secrets the Secret adapter.
+   * @param tokens the issuer: it keys requests with its per-process HMAC key.
+   * @param versionOf resourceVersion of Secret `namespace/name` as the Secret watch last saw it.
+   * @param fallbackLifetimeSeconds the operator's `--fallback-lifetime`, for specs without one.
+   */
+  constructor(
+    secrets: SecretsApi,
+    tokens: Pick<TokenSource, "keysFor">,
+    versionOf?: (key: string) => string | undefined,
+    fallbackLifetimeSeconds?: number,
+  ) {
+    this.#secrets = secrets;
+    this.#tokens = tokens;
+    this.#versionOf = versionOf;
+    this.#fallbackLifetimeSeconds = fallbackLifetimeSeconds;
+  }
+
+  /**
+   * What the credentials Secret `spec.credentialsSecretRef.name` in `namespace` gives `spec`:
+   * from memory when the watch reports the version read last, else after one GET.
+   * @throws KubeApiError when the Secret cannot be read (other than 404).
+   */
+  async get(namespace: string, spec: CredentialsSpec): Promise<CredentialsRead> {
+    const ref = objectKey(namespace, spec.credentialsSecretRef.name);
+    const secret = await this.#read(ref, namespace, spec.credentialsSecretRef.name);
+    if (!secret) return { found: false };
+    const entry = this.#bySecret.get(ref);
+    const values = entry?.secret === secret ? entry.values : new Map<string, CredentialsRead>();
+    if (entry?.secret !== secret) this.#bySecret.set(ref, { secret, values });
+    const fallbackLifetimeSeconds = spec.fallbackLifetimeSeconds ?? this.#fallbackLifetimeSeconds;
+    const r = spec.credentialsSecretRef;
+    const variant = JSON.stringify([
+      spec.tokenUrl,
+      spec.grant,
+      spec.clientAuthentication,
+      r.clientIdKey,
+      r.clientSecretKey,
+      r.refreshTokenKey,
+      spec.scopes,
+      fallbackLifetimeSeconds ?? null,
+    ]);
+    let value = values.get(variant);
+    if (!value) {
+      value = this.#build(ref, namespace, secret, spec, fallbackLifetimeSeconds);
+      if (values.size < VALUES_PER_SECRET) values.set(variant, value);
+    }
+    return value;
+  }
+
+  #build(
+    ref: string,
+    namespace: string,
+    secret: Secret,
+    spec: CredentialsSpec,
+    fallbackLifetimeSeconds: number | undefined,
+  ): CredentialsRead {
+    const read = readCredentials(secret, spec);
+    if ("error" in read) return { found: true, error: read.error };
+    const request: TokenRequest = Object.freeze({
+      tokenUrl: spec.tokenUrl,
+      grant: spec.grant,
+      clientAuthentication: spec.clientAuthentication,
+      clientId: read.clientId,
+      clientSecret: read.clientSecret,
+      refreshToken: read.refreshToken,
+      scopes: Object.freeze([...spec.scopes]) as string[],
+    });
+    const rt = spec.grant === "RefreshToken";
+    const key = spec.credentialsSecretRef.refreshTokenKey;
+    const lineage = rt ? refreshTokenLineage(secret, key) : undefined;
+    const scope: ShareScope = {
+      fallbackLifetimeSeconds,
+      ...(rt ? { credentialsRef: ref, credentialsVersion: lineage } : {}),
+    };
+    return Object.freeze({
+      found: true as const,
+      ref,
+      resourceVersion: secret.metadata.resourceVersion,
+      credential: Object.freeze({ request, fallbackLifetimeSeconds, keys: this.#tokens.keysFor(request, scope) }),
+      fingerprint: fingerprintOf(request, lineage),
+      lineage,
+      refreshToken: rt ? { namespace, name: spec.credentialsSecretRef.name, key } : undefined,
+    });
+  }
+
+  async #read(ref: string, namespace: string, name: string): Promise<Secret | undefined> {
+    const seen = this.#versionOf?.(ref);
+    const cached = this.#bySecret.get(ref);
+    if (cached && seen !== undefined && cached.secret.metadata.resourceVersion === seen) {
+      this.#bySecret.delete(ref); // LRU order
+      this.#bySecret.set(ref, cached);
+      return cached.secret;
+    }
+    const inFlight = this.#reads.get(ref);
+    if (inFlight) return await inFlight;
+    const read = this.#secrets.get(namespace, name).then((fresh) => {
+      if (fresh) {
+        if (cached?.secret.metadata.resourceVersion !== fresh.metadata.resourceVersion || !cached) {
+          this.#bySecret.delete(ref);
+          this.#bySecret.set(ref, { secret: fresh, values: new Map() });
+        }
+        if (this.#bySecret.size > CREDENTIALS_CACHE_ENTRIES)
+          this.#bySecret.delete(this.#bySecret.keys().next().value as string);
+      } else this.#bySecret.delete(ref);
+      return fresh ? (this.#bySecret.get(ref)?.secret ?? fresh) : undefined;
+    });
+    this.#reads.set(ref, read);
+    try {
+      return await read;
+    } finally {
+      this.#reads.delete(ref);
     }
   }
 }

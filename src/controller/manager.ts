@@ -1,24 +1,21 @@
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import type { NexarToken } from "../api/types.ts";
-import {
-  ACCEPT_METADATA,
-  ACCEPT_METADATA_LIST,
-  type KubeClient,
-  type KubeList,
-  type KubeObject,
-  type Secret,
-} from "../kube/client.ts";
+import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
+import { targetNameOf } from "../api/defaults.ts";
 import { Informer, keyOf, objectKey } from "../kube/informer.ts";
 import { nexarTokenPath, secretPath } from "../kube/paths.ts";
 import { KubeEventRecorder } from "../kube/events.ts";
-import { ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
+import { SecretsApi } from "../kube/secrets.ts";
+import { StatusApi } from "../kube/status.ts";
+import type { TokenSource } from "../issuance/types.ts";
+import { BACKOFF_SCALE_ENV, backoffScaleFromEnv, ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
 import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
-import { Reconciler, type ReconcilerConfig, type TokenSource } from "./reconciler.ts";
+import { Reconciler, type ReconcilerConfig } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { SecretIndex } from "./secret-index.ts";
-import { compactNexarToken, Interner, stripManagedFields } from "./compact.ts";
+import { stripManagedFields } from "./compact.ts";
 
 /** Settings of one operator process. */
 export interface ManagerOptions {
@@ -27,10 +24,14 @@ export interface ManagerOptions {
   logger: Logger;
   /** Namespaces to watch; empty = all. */
   namespaces: readonly string[];
-  /** Parallel reconciles (distinct keys), default 4. */
+  /** Parallel reconciles (distinct keys); required (the CLI's `--concurrency` defaults to 64). */
   concurrency: number;
   /** `host:port` of the metrics/health HTTP server; empty string = none. */
   httpAddress: string;
+  /**
+   * The reconciler's settings. `backoffScale` (TEST-ONLY, see `backoffScaleFromEnv`): when not
+   * given, it is read from `process.env` here — the CLI's composition root should pass it.
+   */
   reconciler: ReconcilerConfig;
   version: string;
   instance: string;
@@ -45,18 +46,24 @@ export interface ManagerOptions {
  * and the `/metrics`, `/healthz`, `/readyz` endpoints.
  */
 export class Manager {
-  readonly queue = new WorkQueue();
+  readonly queue: WorkQueue;
   readonly metrics: PromMetrics;
   private readonly o: ManagerOptions;
   private readonly tokens: Informer<NexarToken>;
   private readonly secrets: Informer<KubeObject>;
+  /**
+   * Which NexarTokens reference which Secret. Saves reconciles: a Secret event wakes only the
+   * NexarTokens that reference it, so the Secret watch can stay metadata-only with no store.
+   */
   private readonly index = new SecretIndex();
-  /** Shared copies of the string values that repeat across cached NexarTokens ({@link compactNexarToken}). */
-  private readonly strings = new Interner();
-  /** Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see secretChanged). */
+  /**
+   * Per NexarToken being reconciled: the latest resourceVersion of a Secret event held back (see
+   * secretChanged). Saves the idle reconcile of the echo of our own write (echo suppression).
+   */
   private readonly echoes = new Map<string, string>();
   private readonly limiter = new ItemExponentialFailureRateLimiter();
   private readonly reconciler: Reconciler;
+  private readonly secretsApi: SecretsApi;
   private server: Server | undefined;
   private readonly events: KubeEventRecorder;
   private workers: Promise<void>[] = [];
@@ -75,14 +82,14 @@ export class Manager {
       o.version,
       { maxConcurrentReconciles: o.concurrency },
     );
-    this.metrics.instrumentQueue(this.queue);
+    this.queue = new WorkQueue(Date.now, this.metrics.queueMetrics());
     o.onMetrics?.(this.metrics);
     this.tokens = new Informer<NexarToken>({
       client: o.kube,
       path: (ns) => nexarTokenPath(ns),
       namespaces: o.namespaces,
       store: true,
-      transform: (nt) => compactNexarToken(nt, this.strings),
+      transform: stripManagedFields,
       logger: log,
       handlers: {
         onAdd: (nt) => {
@@ -120,15 +127,21 @@ export class Manager {
         onDelete: (s) => this.secretChanged(s, false),
       },
     });
+    this.secretsApi = new SecretsApi(o.kube, (action) => this.metrics.secretWrite(action));
+    const backoffScale = o.reconciler.backoffScale ?? backoffScaleFromEnv(process.env);
+    if (backoffScale !== 1) {
+      log.warn({ backoffScale }, `failure backoff scaled by ${BACKOFF_SCALE_ENV} (test-only setting)`);
+    }
     this.reconciler = new Reconciler({
-      kube: o.kube,
       getNexarToken: (k) => this.tokens.get(k),
+      secrets: this.secretsApi,
+      statuses: new StatusApi(o.kube),
       tokens: o.tokens,
       secretVersion: (k) => this.secrets.versionOf(k),
       events: this.events,
       metrics: this.metrics,
       logger: log,
-      config: o.reconciler,
+      config: { ...o.reconciler, backoffScale },
     });
   }
 
@@ -232,18 +245,18 @@ export class Manager {
     let primed = 0;
     try {
       for (const ns of this.o.namespaces.length > 0 ? this.o.namespaces : [undefined]) {
-        let cont: string | undefined;
-        do {
-          const page = await this.o.kube.request<KubeList<Secret>>("GET", secretPath(ns), {
-            query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, limit: 500, continue: cont },
-          });
-          for (const s of page.items) {
-            if (this.index.referencing(keyOf(s)).length === 0) continue;
-            this.reconciler.prime(stripManagedFields(s));
-            primed++;
-          }
-          cont = page.metadata.continue || undefined;
-        } while (cont && !this.stopping);
+        await this.secretsApi.list(
+          ns,
+          `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+          (items) => {
+            for (const s of items) {
+              if (this.index.referencing(keyOf(s)).length === 0) continue;
+              this.reconciler.prime(stripManagedFields(s));
+              primed++;
+            }
+          },
+          { stop: () => this.stopping },
+        );
       }
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "could not list managed Secrets; reading them one by one");
@@ -312,9 +325,7 @@ export class Manager {
   }
 
   private listen(address: string): Promise<void> {
-    const i = address.lastIndexOf(":");
-    const host = address.slice(0, i) || "0.0.0.0";
-    const port = Number(address.slice(i + 1));
+    const target = listenTarget(address);
     this.server = createServer((req, res) => {
       const url = req.url ?? "/";
       if (url === "/metrics") {
@@ -352,16 +363,38 @@ export class Manager {
     });
     return new Promise((resolve, reject) => {
       this.server?.once("error", reject);
-      this.server?.listen(port, host, () => resolve());
+      this.server?.listen(target, () => resolve());
     });
   }
 }
 
+/**
+ * Where the HTTP server listens for `address` (`host:port`, flag `--http-address`): an empty host
+ * (`:8080`) means every address, IPv6 and IPv4 alike (Node's `listen` without a host binds `::`
+ * dual-stack, or `0.0.0.0` where IPv6 is unavailable); an IPv6 host may be bracketed
+ * (`[::1]:8080`).
+ * @throws RangeError when there is no `:port` or the port is not an integer in 0–65535.
+ */
+export function listenTarget(address: string): { host?: string; port: number } {
+  const i = address.lastIndexOf(":");
+  const portText = address.slice(i + 1);
+  const port = Number(portText);
+  if (i < 0 || !/^\d{1,5}$/.test(portText) || port > 65_535) {
+    throw new RangeError(`HTTP address "${address}": expected host:port, e.g. :8080 or 127.0.0.1:8080`);
+  }
+  let host = address.slice(0, i);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  return host === "" ? { port } : { host, port };
+}
+
+/**
+ * `namespace/name` of the Secrets NexarToken `nt` references (credentials, target), read from the
+ * stored spec without validating it: a Secret event must wake an invalid NexarToken too.
+ */
 function refsOf(nt: NexarToken): string[] {
   const ns = nt.metadata.namespace ?? "";
   const creds = nt.spec?.credentialsSecretRef?.name;
-  const target = nt.spec?.target?.name ?? nt.metadata.name;
-  return [creds, target].filter((x): x is string => !!x).map((n) => objectKey(ns, n));
+  return [creds, targetNameOf(nt.spec, nt.metadata)].filter((x): x is string => !!x).map((n) => objectKey(ns, n));
 }
 
 function specOrMetaChanged(a: NexarToken, b: NexarToken): boolean {

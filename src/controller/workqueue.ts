@@ -1,3 +1,5 @@
+import type { QueueMetrics } from "../observability/metrics.ts";
+
 /**
  * A work queue with the semantics of client-go's `workqueue` as used by controller-runtime:
  *
@@ -8,7 +10,9 @@
  *   with ONE timer for the whole queue (a binary heap), not one per key;
  * - nothing is ever dropped: shutdown is the only way out.
  *
- * Pure data structure plus one timer; the clock is injectable for tests.
+ * Pure data structure plus one timer; the clock is injectable for tests. Metrics are reported
+ * through explicit hooks ({@link QueueMetrics}, as client-go's queue reports to its
+ * `MetricsProvider`).
  */
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -21,21 +25,33 @@ export class WorkQueue {
   private timerAt = Infinity;
   private shuttingDown = false;
   private readonly now: () => number;
+  private readonly metrics: QueueMetrics | undefined;
 
-  /** @param now clock in epoch milliseconds (default `Date.now`). */
-  constructor(now: () => number = Date.now) {
+  /**
+   * @param now clock in epoch milliseconds (default `Date.now`).
+   * @param metrics hooks told of every add, hand-out and finish (default none).
+   */
+  constructor(now: () => number = Date.now, metrics?: QueueMetrics) {
     this.now = now;
+    this.metrics = metrics;
   }
 
   /** Queue `key` now (deduplicated). */
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
+    this.metrics?.add(key);
+    this.enqueue(key);
+  }
+
+  /** Marks `key` dirty and hands it to a waiting worker or queues it (unless it is being processed). */
+  private enqueue(key: string): void {
     this.dirty.add(key);
     if (this.processing.has(key)) return;
     const w = this.waiters.shift();
     if (w) {
       this.dirty.delete(key);
       this.processing.add(key);
+      this.metrics?.get(key);
       w(key);
       return;
     }
@@ -65,6 +81,7 @@ export class WorkQueue {
       }
       this.dirty.delete(key);
       this.processing.add(key);
+      this.metrics?.get(key);
       return Promise.resolve(key);
     }
     if (this.shuttingDown) return Promise.resolve(undefined);
@@ -73,10 +90,11 @@ export class WorkQueue {
 
   /** Marks `key` finished; re-queues it if it was added while being processed. */
   done(key: string): void {
-    this.processing.delete(key);
+    if (!this.processing.delete(key)) return;
+    this.metrics?.done(key);
     if (this.dirty.has(key)) {
       this.dirty.delete(key);
-      this.add(key);
+      if (!this.shuttingDown) this.enqueue(key);
     }
   }
 

@@ -1,5 +1,5 @@
 /**
- * Keys of the shared token cache, the issuance limiter and the refresh-token lock (SPEC §3.3).
+ * Keys of the shared token cache and the issuance limiter (SPEC §3.3).
  *
  * Every key is an HMAC-SHA256 (RFC 2104) under a random key drawn once per process, so no key —
  * in memory, in a heap snapshot or in a debug log — holds a client secret or refresh token in
@@ -9,35 +9,13 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import type { TokenRequest } from "../oauth/types.ts";
+import type { IssuanceKeys, ShareScope } from "./types.ts";
 
-/** What, besides the request, decides whether two fetches may share one token. */
-export interface ShareScope {
-  /**
-   * `namespace/name` of the credentials Secret. Used for the RefreshToken grant only, where a
-   * token is never shared across Secrets (each Secret holds its own rotating refresh token).
-   */
-  credentialsRef?: string;
-  /** Fallback lifetime of the fetch, seconds: it shapes the token's computed expiry, so it is part of the key. */
-  fallbackLifetimeSeconds?: number;
-  /**
-   * Opaque version of the credentials beyond the request fields, e.g. the refresh token's lineage
-   * (a new `login` starts a new one): tokens of different versions are never shared.
-   */
-  credentialsVersion?: string;
-}
+export type { ShareScope } from "./types.ts";
 
-/**
- * Computes keyed hashes of token requests. One instance per process (see {@link defaultKeyHasher}).
- *
- * A request object is treated as immutable: each key of one request object is computed once and
- * remembered for as long as the object lives (a `WeakMap` on the object, so the memo holds nothing
- * the request does not already hold). The reconciler passes one frozen request per credentials
- * Secret version and spec, so a burst of NexarTokens sharing credentials costs one HMAC per key,
- * not one per NexarToken. Build a new object to hash changed fields.
- */
+/** Computes keyed hashes of token requests. One instance per process (the issuer's). */
 export class KeyHasher {
   readonly #key: Buffer;
-  readonly #memo = new WeakMap<object, Map<string, string>>();
 
   /** @param key HMAC key; default 32 random bytes (`crypto.randomBytes`). Tests may pass a fixed key. */
   constructor(key: Buffer = randomBytes(32)) {
@@ -48,21 +26,6 @@ export class KeyHasher {
     return createHmac("sha256", this.#key).update(JSON.stringify(fields)).digest("base64url");
   }
 
-  /** `compute()` once per request object and `variant` (at most 16 variants per object are kept). */
-  #memoized(req: object, variant: string, compute: () => string): string {
-    let m = this.#memo.get(req);
-    if (!m) {
-      m = new Map();
-      this.#memo.set(req, m);
-    }
-    let v = m.get(variant);
-    if (v === undefined) {
-      v = compute();
-      if (m.size < 16) m.set(variant, v);
-    }
-    return v;
-  }
-
   /**
    * Key of one shared token: token URL, grant, client authentication method, client id, client
    * secret and the scope *set* (deduplicated and sorted, so order does not matter), plus the
@@ -71,16 +34,6 @@ export class KeyHasher {
    * share a token (SPEC §6). 43 base64url characters.
    */
   shareKey(req: TokenRequest, scope: ShareScope = {}): string {
-    const variant = JSON.stringify([
-      "share",
-      scope.credentialsRef ?? null,
-      scope.fallbackLifetimeSeconds ?? null,
-      scope.credentialsVersion ?? null,
-    ]);
-    return this.#memoized(req, variant, () => this.#shareKey(req, scope));
-  }
-
-  #shareKey(req: TokenRequest, scope: ShareScope): string {
     const scopes = [...new Set(req.scopes)].sort();
     const fields: unknown[] = [
       "share/v1",
@@ -104,29 +57,16 @@ export class KeyHasher {
    * are per client, SPEC §1).
    */
   clientKey(req: Pick<TokenRequest, "tokenUrl" | "clientId">): string {
-    return this.#memoized(req, "client", () => this.#hash(["client/v1", req.tokenUrl, req.clientId]));
+    return this.#hash(["client/v1", req.tokenUrl, req.clientId]);
   }
 
   /** Key of one client secret value of a client, to notice when a client's secret changes. */
   secretKey(req: Pick<TokenRequest, "tokenUrl" | "clientId" | "clientSecret">): string {
-    return this.#memoized(req, "secret", () => this.#hash(["secret/v1", req.tokenUrl, req.clientId, req.clientSecret]));
+    return this.#hash(["secret/v1", req.tokenUrl, req.clientId, req.clientSecret]);
   }
 
-  /**
-   * Key of the lock that serialises RefreshToken fetches of one credential (one refresh token in
-   * flight at a time, SPEC §6): the credentials Secret when named, else the refresh token value.
-   */
-  credentialLockKey(req: TokenRequest, credentialsRef?: string): string {
-    return this.#hash([
-      "lock/v1",
-      req.tokenUrl,
-      req.clientId,
-      credentialsRef !== undefined ? ["ref", credentialsRef] : ["rt", req.refreshToken ?? ""],
-    ]);
-  }
-
-  /** Key of one refresh token value (to recognise a refresh token already consumed by a rotation). */
-  refreshTokenKey(req: Pick<TokenRequest, "tokenUrl" | "clientId" | "refreshToken">): string {
-    return this.#hash(["rt/v1", req.tokenUrl, req.clientId, req.refreshToken ?? ""]);
+  /** All keys of `req` fetched with `scope`: what a `Credential` carries. */
+  keysOf(req: TokenRequest, scope: ShareScope = {}): IssuanceKeys {
+    return { share: this.shareKey(req, scope), client: this.clientKey(req), secret: this.secretKey(req) };
   }
 }

@@ -1,6 +1,6 @@
 /**
  * When may a fetch take a shared token instead of asking the token endpoint (SPEC §3.2, §3.3)?
- * Pure decisions; the {@link Issuer} (src/controller/issuer.ts) does the I/O.
+ * Pure decisions; the `Issuer` (src/issuance/issuer.ts) does the I/O.
  *
  * The rules:
  * - An *ordinary* fetch (reason `NoToken`, `RenewalDue` or `Expired`) takes the
@@ -19,7 +19,7 @@
  */
 import type { RenewBefore } from "../api/types.ts";
 import type { IssuanceReason } from "../renewal/policies.ts";
-import { computeRenewal } from "../renewal/schedule.ts";
+import { computeRenewal, renewBeforeFields } from "../renewal/schedule.ts";
 
 /** Reasons after which a cached token must not be handed out unless it was requested after the trigger. */
 export const FORCING_REASONS: ReadonlySet<IssuanceReason> = new Set<IssuanceReason>([
@@ -88,11 +88,7 @@ export function earliestRenewalMs(
   return computeRenewal({
     receivedAtMs: token.receivedAtMs,
     expiresAtMs: token.expiresAtMs,
-    ...(renewBefore === undefined
-      ? {}
-      : renewBefore.kind === "Duration"
-        ? { renewBeforeSeconds: renewBefore.seconds }
-        : { renewBeforePercentage: renewBefore.fraction * 100 }),
+    ...renewBeforeFields(renewBefore),
     random: () => 1,
   }).renewAtMs;
 }

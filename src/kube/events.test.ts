@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import type { KubeClient, KubeObject } from "./client.ts";
-import { EVENT_MAX_IN_FLIGHT, EVENT_MAX_QUEUED, eventName, fnv1a32, KubeEventRecorder } from "./events.ts";
+import { EVENT_MAX_IN_FLIGHT, EVENT_MAX_QUEUED, eventName, KubeEventRecorder } from "./events.ts";
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -88,19 +88,5 @@ describe("KubeEventRecorder", () => {
     expect(started).toHaveLength(EVENT_MAX_IN_FLIGHT + EVENT_MAX_QUEUED);
     expect(started.slice(0, 3).map((n) => n.split(".")[0])).toEqual(["t0", "t1", "t2"]);
     expect(rec.pending()).toBe(0);
-  });
-});
-
-describe("fnv1a32 (dedupe signature of an Event note)", () => {
-  it("matches the published FNV-1a 32-bit test vectors", () => {
-    expect(fnv1a32("")).toBe(0x811c9dc5);
-    expect(fnv1a32("a")).toBe(0xe40c292c);
-    expect(fnv1a32("foobar")).toBe(0xbf9cf968);
-  });
-  it("tells notes that differ only in an expiry apart", () => {
-    const a = 'Issued a token for scopes "supply.domain", expiring 2026-12-01T10:00:00.000Z';
-    const b = 'Issued a token for scopes "supply.domain", expiring 2026-12-01T10:00:01.000Z';
-    expect(fnv1a32(a)).not.toBe(fnv1a32(b));
-    expect(fnv1a32(a)).toBe(fnv1a32(`${a}`));
   });
 });

@@ -39,8 +39,12 @@ export const EVENT_MAX_QUEUED = 1_000;
  * reasons and redacted messages.
  */
 export class KubeEventRecorder implements EventRecorder {
-  /** Last Event per object, type and reason: a 32-bit hash of its note and when (ms) it was recorded. */
-  private readonly last = new Map<string, { sig: number; at: number }>();
+  /**
+   * Last Event per object, type and reason: its note and when (ms) it was recorded. Saves the
+   * Event POSTs of repeats (a failure retried with backoff, a conflict re-checked): at most
+   * {@link EVENT_DEDUPE_ENTRIES} entries, least recently recorded dropped first.
+   */
+  private readonly last = new Map<string, { note: string; at: number }>();
   private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly instance: string;
@@ -67,15 +71,12 @@ export class KubeEventRecorder implements EventRecorder {
 
   private emit(obj: KubeObject, type: "Normal" | "Warning", reason: string, note: string): void {
     const ns = obj.metadata.namespace ?? "default";
-    // One flat string (join, not a template: no cons-string parts kept alive), and a hash of the
-    // note rather than the note: up to EVENT_DEDUPE_ENTRIES entries are held for 10 minutes.
-    const key = [obj.metadata.uid, type, reason].join("\0");
-    const sig = fnv1a32(note);
+    const key = `${obj.metadata.uid}/${type}/${reason}`;
     const now = Date.now();
     const prev = this.last.get(key);
-    if (prev && prev.sig === sig && now - prev.at < EVENT_DEDUPE_MS) return;
+    if (prev && prev.note === note && now - prev.at < EVENT_DEDUPE_MS) return;
     this.last.delete(key); // re-insert: Map order is then least recently recorded first
-    this.last.set(key, { sig, at: now });
+    this.last.set(key, { note, at: now });
     if (this.last.size > EVENT_DEDUPE_ENTRIES) this.last.delete(this.last.keys().next().value as string);
     const body = {
       apiVersion: "events.k8s.io/v1",
@@ -145,18 +146,4 @@ export function eventName(objectName: string, nowMs: number, seq: number): strin
   const nanos = BigInt(Math.floor(nowMs)) * 1_000_000n + BigInt(seq % 1_000_000);
   const suffix = `.${nanos.toString(16)}`;
   return `${objectName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
-}
-
-/**
- * FNV-1a, 32 bits, over the UTF-16 code units of `s` (http://www.isthe.com/chongo/tech/comp/fnv/).
- * A changed note whose hash collides with the previous one's is taken as unchanged: with 2^32
- * values that drops one Event in billions, within the dedupe window only.
- */
-export function fnv1a32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }

@@ -1,7 +1,8 @@
+import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { KubeApiError, type KubeClient, type KubeObject } from "./client.ts";
-import { Informer } from "./informer.ts";
+import { Informer, sleep } from "./informer.ts";
 
 const item = (name: string, rv: string): KubeObject => ({ metadata: { name, namespace: "ns", resourceVersion: rv } });
 
@@ -78,5 +79,19 @@ describe("Informer watch ERROR events", () => {
     expect(threw).toBe(false);
     expect(abortedByInformer).toBe(true);
     expect(lists).toBe(2); // relisted after the 410
+  });
+});
+
+describe("sleep (watch backoff)", () => {
+  it("leaves no abort listener behind once it resolved, and resolves at once on abort", async () => {
+    const ctrl = new AbortController();
+    for (let i = 0; i < 20; i++) await sleep(1, ctrl.signal);
+    expect(getEventListeners(ctrl.signal, "abort")).toHaveLength(0);
+    const pending = sleep(60_000, ctrl.signal);
+    expect(getEventListeners(ctrl.signal, "abort")).toHaveLength(1);
+    ctrl.abort();
+    await pending;
+    expect(getEventListeners(ctrl.signal, "abort")).toHaveLength(0);
+    await sleep(60_000, ctrl.signal); // already aborted: at once
   });
 });

@@ -46,13 +46,9 @@ export function keyOf(obj: KubeObject): string {
   return objectKey(obj.metadata.namespace ?? "", obj.metadata.name ?? "");
 }
 
-/**
- * `namespace/name` of the object `name` in `namespace` ({@link keyOf} without the object). Built
- * with join, not a template literal: one flat string, no cons-string parts kept alive by the maps
- * that hold keys (informer store, queue, index, reconciler state: tens of bytes per object).
- */
+/** `namespace/name` of the object `name` in `namespace` ({@link keyOf} without the object). */
 export function objectKey(namespace: string, name: string): string {
-  return [namespace, name].join("/");
+  return `${namespace}/${name}`;
 }
 
 const MIN_BACKOFF_MS = 800;
@@ -292,9 +288,20 @@ function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms` milliseconds, or at once when `signal` aborts (never rejects). The abort
+ * listener is removed when the timer fires, so a long-lived signal (the informer's, used for
+ * every watch backoff) does not collect one listener per sleep.
+ */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }

@@ -142,8 +142,7 @@ describe("PromMetrics", () => {
   it("instruments a real WorkQueue the way client-go counts: adds, queue and work durations, longest running", async () => {
     const figures = { depth: 0, delayed: 0, processing: 0 };
     const { m, advance } = make([], figures);
-    const q = new WorkQueue();
-    m.instrumentQueue(q);
+    const q = new WorkQueue(Date.now, m.queueMetrics());
     q.add("ns/a");
     q.add("ns/a"); // deduplicated: not counted
     q.add("ns/b");
@@ -176,8 +175,7 @@ describe("PromMetrics", () => {
 
   it("counts a delayed key when the queue's own timer adds it", async () => {
     const { m } = make();
-    const q = new WorkQueue();
-    m.instrumentQueue(q);
+    const q = new WorkQueue(Date.now, m.queueMetrics());
     q.addAfter("ns/later", 5);
     expect(sample(await m.registry.metrics(), `${PREFIX}workqueue_adds_total`)).toBe(0);
     expect(await q.get()).toBe("ns/later");

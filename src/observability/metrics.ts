@@ -46,15 +46,16 @@ export interface Metrics {
 }
 
 /**
- * The work-queue operations {@link PromMetrics.instrumentQueue} wraps. Structurally the
- * `WorkQueue` of src/controller/workqueue.ts (client-go workqueue semantics: `add` deduplicates
- * a key that is waiting; a key added while processing is queued again on `done`).
+ * What a work queue reports, as client-go's `queueMetrics` (k8s.io/client-go/util/workqueue/metrics.go):
+ * each hook is called synchronously by the queue (src/controller/workqueue.ts `WorkQueue`).
  */
-export interface InstrumentableQueue {
+export interface QueueMetrics {
+  /** `key` entered the queue: not for an add of a key already waiting, nor the re-queue of a key added while processed (that add was reported). */
   add(key: string): void;
-  get(): Promise<string | undefined>;
+  /** `key` was handed to a worker. */
+  get(key: string): void;
+  /** A worker finished `key`. */
   done(key: string): void;
-  shutDown(): void;
 }
 
 /** Figures of the work queue read at scrape time. */
@@ -79,7 +80,7 @@ export interface PromMetricsOptions {
 
 /**
  * What {@link PromMetrics.instrumentIssuance} reads from the shared-token issuer
- * (src/controller/issuer.ts `Issuer`), structurally, so metrics need not import the controller.
+ * (src/issuance/issuer.ts `Issuer`), structurally, so metrics need not import the issuer.
  */
 export interface IssuanceSource {
   /** Current figures; counts since process start. */
@@ -123,7 +124,7 @@ export function statusClass(status: number | undefined): string {
 /**
  * Prometheus metrics (prom-client) in their own {@link Registry}. Object gauges are computed at
  * scrape time from `snapshot()` (the informer cache), work-queue gauges from `queue()` and from
- * the bookkeeping of {@link PromMetrics.instrumentQueue}.
+ * the hooks of {@link PromMetrics.queueMetrics}.
  */
 export class PromMetrics implements Metrics {
   /** The registry `/metrics` serves (`registry.metrics()`, `registry.contentType`). */
@@ -144,9 +145,9 @@ export class PromMetrics implements Metrics {
   private readonly controller: string;
   private readonly now: () => number;
   private isLeader = false;
-  /** Key → epoch ms it was (counted as) added and not yet handed to a worker. */
+  /** Key → epoch ms it was added and not yet handed to a worker (queue duration; one entry per waiting key). */
   private readonly waitingSince = new Map<string, number>();
-  /** Key → epoch ms a worker took it. */
+  /** Key → epoch ms a worker took it (work duration, unfinished work; one entry per key being reconciled). */
   private readonly processingSince = new Map<string, number>();
 
   /**
@@ -447,48 +448,30 @@ export class PromMetrics implements Metrics {
   }
 
   /**
-   * Wraps `add`, `get`, `done` and `shutDown` of `queue` (in place) to feed the work-queue
-   * adds, queue-duration, work-duration, unfinished-work and longest-running metrics the way
-   * client-go's queue metrics count them: an `add` of a key already waiting is not counted; a
-   * key's wait runs from its counted add to the `get` that hands it out; its work from that
-   * `get` to `done`. Delayed adds are counted when they enter the queue (the queue's own timer
-   * calls `this.add`, so the wrapper sees it). Call once per queue, before workers start.
+   * The hooks that feed the work-queue adds, queue-duration, work-duration, unfinished-work and
+   * longest-running metrics, counted as client-go counts them: a key's wait runs from its
+   * reported add to the `get` that hands it out, its work from that `get` to `done`. Pass them to
+   * the queue (`new WorkQueue(now, metrics.queueMetrics())`).
    */
-  instrumentQueue(queue: InstrumentableQueue): void {
-    const add = queue.add.bind(queue);
-    const get = queue.get.bind(queue);
-    const done = queue.done.bind(queue);
-    const shutDown = queue.shutDown.bind(queue);
-    let closed = false;
+  queueMetrics(): QueueMetrics {
     const name = this.controller;
-    queue.add = (key: string): void => {
-      if (!closed && !this.waitingSince.has(key)) {
-        this.waitingSince.set(key, this.now());
+    return {
+      add: (key) => {
+        if (!this.waitingSince.has(key)) this.waitingSince.set(key, this.now());
         this.queueAdds.labels(name).inc();
-      }
-      add(key);
-    };
-    queue.get = async (): Promise<string | undefined> => {
-      const key = await get();
-      if (key !== undefined) {
+      },
+      get: (key) => {
         const t = this.now();
         const since = this.waitingSince.get(key);
         this.waitingSince.delete(key);
         if (since !== undefined) this.queueLatency.labels(name).observe(Math.max(0, t - since) / 1000);
         this.processingSince.set(key, t);
-      }
-      return key;
-    };
-    queue.done = (key: string): void => {
-      const since = this.processingSince.get(key);
-      this.processingSince.delete(key);
-      if (since !== undefined) this.workDuration.labels(name).observe(Math.max(0, this.now() - since) / 1000);
-      done(key);
-    };
-    queue.shutDown = (): void => {
-      closed = true;
-      this.waitingSince.clear();
-      shutDown();
+      },
+      done: (key) => {
+        const since = this.processingSince.get(key);
+        this.processingSince.delete(key);
+        if (since !== undefined) this.workDuration.labels(name).observe(Math.max(0, this.now() - since) / 1000);
+      },
     };
   }
 }

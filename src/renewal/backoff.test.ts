@@ -1,5 +1,16 @@
 import { describe, it, expect, afterEach } from "vitest";
-import { BACKOFF, parseRetryAfter, retryDelayMs, type FailureKind } from "./backoff.ts";
+import {
+  BACKOFF,
+  BACKOFF_SCALE_ENV,
+  backoffGate,
+  backoffScaleFromEnv,
+  failureDelayMs,
+  failureKindOfReason,
+  nextAttemptAtMs,
+  parseRetryAfter,
+  retryDelayMs,
+  type FailureKind,
+} from "./backoff.ts";
 
 /** Deterministic PRNG (mulberry32) so property checks are reproducible from their seed. */
 function mulberry32(seed: number): () => number {
@@ -206,5 +217,104 @@ describe("parseRetryAfter", () => {
         expect(parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now)).toBe(37_000);
       });
     }
+  });
+});
+
+describe("backoffScaleFromEnv (test-only setting)", () => {
+  it("is 1 (production figures) unless a number in (0, 1] is set", () => {
+    expect(backoffScaleFromEnv({})).toBe(1);
+    expect(backoffScaleFromEnv({ [BACKOFF_SCALE_ENV]: "" })).toBe(1);
+    expect(backoffScaleFromEnv({ [BACKOFF_SCALE_ENV]: "0.01" })).toBe(0.01);
+    expect(backoffScaleFromEnv({ [BACKOFF_SCALE_ENV]: "1" })).toBe(1);
+    for (const bad of ["0", "-1", "2", "abc", "Infinity", "NaN"]) {
+      expect(backoffScaleFromEnv({ [BACKOFF_SCALE_ENV]: bad })).toBe(1);
+    }
+  });
+});
+
+describe("failureKindOfReason (the class after a restart)", () => {
+  it("credential reasons, RateLimited, and transient for the rest (InvalidResponse included)", () => {
+    for (const r of [
+      "InvalidClient",
+      "UnauthorizedClient",
+      "InvalidScope",
+      "InvalidGrant",
+      "RefreshTokenInvalid",
+      "AccessDenied",
+    ]) {
+      expect(failureKindOfReason(r), r).toBe("credential");
+    }
+    expect(failureKindOfReason("RateLimited")).toBe("rateLimited");
+    for (const r of [
+      "TokenEndpointUnavailable",
+      "Timeout",
+      "ConnectionFailed",
+      "InvalidResponse",
+      "ResponseTooLarge",
+      "x",
+    ]) {
+      expect(failureKindOfReason(r), r).toBe("transient");
+    }
+  });
+});
+
+describe("failureDelayMs (the delay of one failure, scaled)", () => {
+  const T = 1_000_000_000;
+  const base = { failedAttempts: 1, jitter: 0.5, nowMs: T, scale: 1 };
+  it("credential: the long backoff, also while a valid token is held", () => {
+    expect(failureDelayMs({ ...base, kind: "credential" })).toBe(5 * MIN);
+    expect(failureDelayMs({ ...base, kind: "credential", validUntilMs: T + 10 * S })).toBe(5 * MIN);
+    expect(failureDelayMs({ ...base, kind: "credential", scale: 0.01 })).toBe(3 * S);
+  });
+  it("transient: never later than half-way to a valid token's expiry, at least the scaled base", () => {
+    expect(failureDelayMs({ ...base, kind: "transient", failedAttempts: 9 })).toBe(225 * S);
+    expect(failureDelayMs({ ...base, kind: "transient", failedAttempts: 9, validUntilMs: T + 60 * S })).toBe(30 * S);
+    expect(failureDelayMs({ ...base, kind: "transient", failedAttempts: 9, validUntilMs: T + 1 * S })).toBe(2 * S);
+    expect(failureDelayMs({ ...base, kind: "transient", failedAttempts: 9, validUntilMs: T - 1 })).toBe(225 * S); // expired: no clamp
+    expect(failureDelayMs({ ...base, kind: "transient", scale: 0.1 })).toBe(150);
+  });
+  it("rate limited: the server's Retry-After as sent, only its 15 min cap scaled; without it, clamped like transient", () => {
+    expect(failureDelayMs({ ...base, kind: "rateLimited", retryAfterMs: 5 * S, scale: 0.1 })).toBe(5 * S);
+    expect(failureDelayMs({ ...base, kind: "rateLimited", retryAfterMs: 86_400 * S, scale: 0.1 })).toBe(90 * S);
+    expect(failureDelayMs({ ...base, kind: "rateLimited", retryAfterMs: 5 * S, validUntilMs: T + 2 * S })).toBe(5 * S);
+    expect(failureDelayMs({ ...base, kind: "rateLimited" })).toBe(22_500);
+    expect(failureDelayMs({ ...base, kind: "rateLimited", validUntilMs: T + 10 * S })).toBe(5 * S);
+  });
+});
+
+describe("nextAttemptAtMs (the backoff, from status)", () => {
+  const failedAt = Date.parse("2026-12-01T10:00:00Z");
+  const status = { failedAttempts: 2, lastFailureTime: "2026-12-01T10:00:00Z", lastFailureReason: "InvalidClient" };
+  const o = { nowMs: failedAt + S, scale: 1 };
+  it("is lastFailureTime + the delay of failedAttempts: nominal after a restart, the seen class, Retry-After and jitter otherwise", () => {
+    expect(nextAttemptAtMs(status, undefined, o)).toBe(failedAt + 10 * MIN);
+    expect(nextAttemptAtMs(status, { kind: "credential", jitter: 0 }, o)).toBe(failedAt + 9 * MIN);
+    // an unusable 200 answer is credential-class although its reason (InvalidResponse) reads transient
+    const invalid = { ...status, lastFailureReason: "InvalidResponse" };
+    expect(nextAttemptAtMs(invalid, undefined, o)).toBe(failedAt + 3 * S);
+    expect(nextAttemptAtMs(invalid, { kind: "credential", jitter: 0.5 }, o)).toBe(failedAt + 10 * MIN);
+    const limited = { ...status, lastFailureReason: "RateLimited" };
+    expect(nextAttemptAtMs(limited, { kind: "rateLimited", retryAfterMs: 7 * S, jitter: 0.5 }, o)).toBe(
+      failedAt + 7 * S,
+    );
+  });
+  it("is undefined when status records no failure", () => {
+    expect(nextAttemptAtMs({}, undefined, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, failedAttempts: 0 }, undefined, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureTime: undefined }, undefined, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureReason: undefined }, undefined, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureTime: "yesterday" }, undefined, o)).toBeUndefined();
+  });
+});
+
+describe("backoffGate", () => {
+  const g = { nextAttemptAtMs: 10_000, nowMs: 5_000, changedSinceFailure: undefined, newRefreshRequest: false };
+  it("holds a fetch until the next attempt; a change or a new refresh request goes at once", () => {
+    expect(backoffGate(g)).toEqual({ hold: true, untilMs: 10_000 });
+    expect(backoffGate({ ...g, nowMs: 10_000 })).toEqual({ hold: false });
+    expect(backoffGate({ ...g, nextAttemptAtMs: undefined })).toEqual({ hold: false });
+    expect(backoffGate({ ...g, changedSinceFailure: "SpecChanged" })).toEqual({ hold: false });
+    expect(backoffGate({ ...g, changedSinceFailure: "CredentialsChanged" })).toEqual({ hold: false });
+    expect(backoffGate({ ...g, newRefreshRequest: true })).toEqual({ hold: false });
   });
 });

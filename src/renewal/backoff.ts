@@ -1,8 +1,13 @@
 /**
  * How long to wait after a failed token fetch (SPEC §3.4), and `Retry-After` parsing (RFC 9110 §10.2.3).
  *
- * Pure: `random` and `nowMs` come from the caller. The caller clamps the delay further if it wants
- * (e.g. to retry before a still-valid token lapses).
+ * The backoff is a function of what the NexarToken's status records — `failedAttempts`,
+ * `lastFailureTime`, `lastFailureReason` — plus what status cannot hold: the failure's class, the
+ * server's `Retry-After` and the jitter draw, known to the process that saw the failure (after a
+ * restart: the class of the reason, no `Retry-After`, the mid jitter). So it survives restarts
+ * (cert-manager derives its issuance backoff from status the same way).
+ *
+ * Pure: `random`/`jitter` and `nowMs` come from the caller.
  */
 import { unit } from "./schedule.ts";
 
@@ -148,4 +153,165 @@ function utc(
   // Reject days past the month's end (Date.UTC would roll 31 Feb into March).
   if (new Date(Date.UTC(year, mon, d)).getUTCDate() !== d) return undefined;
   return Date.UTC(year, mon, d, h, mi, s);
+}
+
+/**
+ * TEST-ONLY environment variable: a number in (0, 1] that scales every failure backoff, so the
+ * integration suite can observe minutes of backoff in seconds (e.g. `0.01`: credential 5 min → 3 s,
+ * cap 1 h → 36 s; transient 2 s → 20 ms, cap 5 min → 3 s). Never set it in production.
+ */
+export const BACKOFF_SCALE_ENV = "NEXAR_OPERATOR_BACKOFF_SCALE";
+
+/**
+ * The backoff scale from `env[BACKOFF_SCALE_ENV]`: a finite number in (0, 1], else 1 (unset,
+ * empty or invalid values mean the production figures). Never throws.
+ */
+export function backoffScaleFromEnv(env: Readonly<Record<string, string | undefined>>): number {
+  const raw = env[BACKOFF_SCALE_ENV];
+  if (raw === undefined || raw.trim() === "") return 1;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 0 && n <= 1 ? n : 1;
+}
+
+/**
+ * Condition reasons of the `credential` class (SPEC §3.4); `RateLimited` is `rateLimited`; any
+ * other reason is taken as `transient`. `RefreshTokenInvalid` is the controller's name for an
+ * `invalid_grant` of the RefreshToken grant.
+ */
+export const CREDENTIAL_REASONS: ReadonlySet<string> = new Set([
+  "InvalidClient",
+  "UnauthorizedClient",
+  "InvalidScope",
+  "InvalidGrant",
+  "RefreshTokenInvalid",
+  "AccessDenied",
+]);
+
+/**
+ * The failure class of a `status.lastFailureReason`, for when the failure itself is not known
+ * (after a restart). `InvalidResponse` is ambiguous (a non-JSON body is transient, an unusable
+ * 200 answer is credential) and is taken as transient. Never throws.
+ */
+export function failureKindOfReason(reason: string): FailureKind {
+  if (CREDENTIAL_REASONS.has(reason)) return "credential";
+  return reason === "RateLimited" ? "rateLimited" : "transient";
+}
+
+/** Input of {@link failureDelayMs}. Instants are epoch ms. */
+export interface FailureDelayInput {
+  kind: FailureKind;
+  /** Consecutive failures so far, 1 = first. */
+  failedAttempts: number;
+  /** The server's `Retry-After`, ms ({@link parseRetryAfter}); used for `rateLimited` only. */
+  retryAfterMs?: number;
+  /** Jitter draw in [0, 1) (0.5 = the nominal delay). */
+  jitter: number;
+  /**
+   * Expiry of a still-valid token held for the same inputs: a transient (or rate-limited without
+   * `Retry-After`) failure is then retried no later than half-way to it (but not sooner than the
+   * scaled 2 s base), so an outage shorter than the renew-before window never lets it lapse.
+   */
+  validUntilMs?: number;
+  nowMs: number;
+  /** Factor on every base and cap (the test-only {@link BACKOFF_SCALE_ENV}; 1 in production). */
+  scale: number;
+}
+
+/**
+ * Delay in ms before the next attempt after `failedAttempts` consecutive failures of class
+ * `kind` (SPEC §3.4), scaled by `scale`:
+ * - credential and transient: {@link retryDelayMs} × scale; a credential failure keeps its long
+ *   backoff even while a valid token is held (a permanent `invalid_client` must not turn into a
+ *   storm as expiry nears);
+ * - rate limited with a `Retry-After`: the server's delay (at least 1 s) as sent, capped at
+ *   15 min × scale;
+ * - otherwise, while a valid token is held ({@link FailureDelayInput.validUntilMs}), at most half
+ *   the time to its expiry, at least 2 s × scale.
+ * Never throws; the result is a non-negative whole number of ms.
+ */
+export function failureDelayMs(i: FailureDelayInput): number {
+  const s = i.scale;
+  const random = () => i.jitter;
+  let delay: number;
+  if (i.kind === "rateLimited" && i.retryAfterMs !== undefined) {
+    delay = Math.min(
+      retryDelayMs({ kind: i.kind, failedAttempts: i.failedAttempts, retryAfterMs: i.retryAfterMs, random }),
+      BACKOFF.retryAfterMaxMs * s,
+    );
+  } else {
+    delay = retryDelayMs({ kind: i.kind, failedAttempts: i.failedAttempts, random }) * s;
+    if (i.kind !== "credential" && i.validUntilMs !== undefined && i.validUntilMs > i.nowMs) {
+      delay = Math.min(delay, Math.max((i.validUntilMs - i.nowMs) / 2, BACKOFF.transientBaseMs * s));
+    }
+  }
+  return Math.max(0, Math.round(delay));
+}
+
+/** The failure fields of a NexarToken status (RFC 3339 times, second precision). */
+export interface FailureStatus {
+  failedAttempts?: number;
+  lastFailureTime?: string;
+  lastFailureReason?: string;
+}
+
+/** What the process that saw a failure knows beyond status. */
+export interface SeenFailure {
+  kind: FailureKind;
+  retryAfterMs?: number;
+  /** The jitter draw of the delay. */
+  jitter: number;
+}
+
+/**
+ * When the next attempt may start after the failures `status` records, epoch ms:
+ * `lastFailureTime` + {@link failureDelayMs} for `failedAttempts`, with the class, `Retry-After`
+ * and jitter of `seen` when this process saw the failure, else (after a restart or a leader
+ * change) the class of `lastFailureReason`, no `Retry-After` and the nominal (mid-jitter) delay.
+ * @returns undefined when status records no failure (or an unreadable `lastFailureTime`).
+ */
+export function nextAttemptAtMs(
+  status: FailureStatus,
+  seen: SeenFailure | undefined,
+  o: { validUntilMs?: number; nowMs: number; scale: number },
+): number | undefined {
+  const { failedAttempts, lastFailureTime, lastFailureReason } = status;
+  if (!failedAttempts || !lastFailureTime || !lastFailureReason) return undefined;
+  const failedAtMs = Date.parse(lastFailureTime);
+  if (!Number.isFinite(failedAtMs)) return undefined;
+  return (
+    failedAtMs +
+    failureDelayMs({
+      kind: seen?.kind ?? failureKindOfReason(lastFailureReason),
+      failedAttempts,
+      retryAfterMs: seen?.retryAfterMs,
+      jitter: seen?.jitter ?? 0.5,
+      validUntilMs: o.validUntilMs,
+      nowMs: o.nowMs,
+      scale: o.scale,
+    })
+  );
+}
+
+/** Input of {@link backoffGate}. Instants are epoch ms. */
+export interface BackoffGateInput {
+  /** {@link nextAttemptAtMs} of the failures recorded (undefined: none). */
+  nextAttemptAtMs: number | undefined;
+  nowMs: number;
+  /** What changed since the failed fetch: the spec (generation) or the credentials (fingerprint). */
+  changedSinceFailure: "SpecChanged" | "CredentialsChanged" | undefined;
+  /** A refresh annotation value not attempted yet. */
+  newRefreshRequest: boolean;
+}
+
+/**
+ * May a fetch the trigger policies ask for go out now, or does the failure backoff hold it
+ * (SPEC §3.4)? A change of the spec or the credentials since the failed fetch, and a new value of
+ * the refresh annotation, go at once whatever the backoff; anything else (a resync, a
+ * metadata-only edit, another Secret's event) waits for {@link nextAttemptAtMs}.
+ */
+export function backoffGate(i: BackoffGateInput): { hold: false } | { hold: true; untilMs: number } {
+  if (i.nextAttemptAtMs === undefined || i.changedSinceFailure !== undefined || i.newRefreshRequest) {
+    return { hold: false };
+  }
+  return i.nowMs < i.nextAttemptAtMs ? { hold: true, untilMs: i.nextAttemptAtMs } : { hold: false };
 }

@@ -2,7 +2,14 @@
  * `src/renewal/`: WHEN a token is fetched — renewal time, trigger policies, failure backoff,
  * `Retry-After`, work-queue rate limiting. Pure functions only: no I/O, no timers, no clock reads.
  */
-export { computeRenewal, MIN_RENEW_BEFORE_SECONDS, MAX_JITTER_SECONDS, JITTER_FRACTION } from "./schedule.ts";
+export {
+  computeRenewal,
+  renewalTimeMs,
+  renewBeforeFields,
+  MIN_RENEW_BEFORE_SECONDS,
+  MAX_JITTER_SECONDS,
+  JITTER_FRACTION,
+} from "./schedule.ts";
 export type { RenewalInput, RenewalSchedule } from "./schedule.ts";
 
 export {
@@ -17,8 +24,25 @@ export {
 } from "./policies.ts";
 export type { IssuanceInput, IssuanceReason, IssuanceDecision, Policy } from "./policies.ts";
 
-export { retryDelayMs, parseRetryAfter, BACKOFF } from "./backoff.ts";
-export type { FailureKind, RetryDelayInput } from "./backoff.ts";
+export {
+  retryDelayMs,
+  parseRetryAfter,
+  BACKOFF,
+  BACKOFF_SCALE_ENV,
+  backoffScaleFromEnv,
+  failureDelayMs,
+  failureKindOfReason,
+  nextAttemptAtMs,
+  backoffGate,
+} from "./backoff.ts";
+export type {
+  FailureKind,
+  RetryDelayInput,
+  FailureDelayInput,
+  FailureStatus,
+  SeenFailure,
+  BackoffGateInput,
+} from "./backoff.ts";
 
 export { ItemExponentialFailureRateLimiter } from "./ratelimit.ts";
 export type { ItemExponentialFailureRateLimiterOptions } from "./ratelimit.ts";

@@ -22,10 +22,14 @@ export interface IssuanceInput {
     expiresAtMs: number;
     /** Its renewal time from `computeRenewal`, epoch ms; when absent the token is used until expiry. */
     renewAtMs?: number;
-    /** Keyed hash of what the token was fetched with (see `desiredFingerprint`). */
+    /** Fingerprint of what the token was fetched with (see `desiredFingerprint`). */
     fingerprint: string;
   };
-  /** Keyed hash of token URL, client id + secret, grant and scopes as they are now (computed by the caller). */
+  /**
+   * Fingerprint of token URL, grant, client authentication, client id + secret and scopes as they
+   * are now, computed by the caller (an unkeyed SHA-256, `fingerprintOf` in src/controller/credentials.ts);
+   * policies only compare it.
+   */
   desiredFingerprint: string;
   /** Value of the `nexar-operator.io/refresh-requested-at` annotation (RFC 3339 by convention), if any. */
   refreshRequestedAt?: string;

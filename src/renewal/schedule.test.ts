@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { computeRenewal, type RenewalInput } from "./schedule.ts";
+import { computeRenewal, renewalTimeMs, type RenewalInput } from "./schedule.ts";
 
 /** Deterministic PRNG (mulberry32) so property checks are reproducible from their seed. */
 function mulberry32(seed: number): () => number {
@@ -248,5 +248,27 @@ describe("computeRenewal: properties over 1000 random inputs", () => {
       }
       expect(fetches).toBeLessThanOrEqual(Math.ceil(DAY / (0.45 * lifetimeMs - 1)) + 1);
     }
+  });
+});
+
+describe("renewalTimeMs (a held token's renewal time)", () => {
+  const T = Date.UTC(2026, 11, 1);
+  const H = 3_600_000;
+  it("is computeRenewal with the jitter draw for a token whose receipt time is known", () => {
+    // 24 h, default third (8 h), jitter 0.5 of 5 min
+    expect(renewalTimeMs({ receivedAtMs: T, expiresAtMs: T + 24 * H }, undefined, 0.5, T)).toBe(T + 16 * H - 150_000);
+    expect(renewalTimeMs({ receivedAtMs: T, expiresAtMs: T + 24 * H }, { kind: "Duration", seconds: 3600 }, 0, T)).toBe(
+      T + 23 * H,
+    );
+    expect(renewalTimeMs({ receivedAtMs: T, expiresAtMs: T + 24 * H }, { kind: "Fraction", fraction: 0.5 }, 1, T)).toBe(
+      T + 12 * H - 300_000,
+    );
+  });
+  it("renews at once (now) when the receipt time is unknown or not before the expiry: no lifetime is assumed, nothing throws", () => {
+    const now = T + 5 * H;
+    expect(renewalTimeMs({ receivedAtMs: undefined, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
+    expect(renewalTimeMs({ receivedAtMs: T + 24 * H, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
+    expect(renewalTimeMs({ receivedAtMs: T + 25 * H, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
+    expect(renewalTimeMs({ receivedAtMs: Number.NaN, expiresAtMs: T + 24 * H }, undefined, 0.5, now)).toBe(now);
   });
 });

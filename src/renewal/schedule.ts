@@ -4,6 +4,7 @@
  * Pure: the caller passes the receive time, the expiry and a `random` source, so the result is
  * deterministic under test. All instants are epoch milliseconds.
  */
+import type { RenewBefore } from "../api/types.ts";
 
 /** Smallest renew-before window, in seconds (SPEC §3.1: "at least 1 minute"). */
 export const MIN_RENEW_BEFORE_SECONDS = 60;
@@ -91,6 +92,35 @@ export function computeRenewal(input: RenewalInput): RenewalSchedule {
     effectiveRenewBeforeSeconds: renewBeforeMs / 1000,
     clamped: renewBeforeMs !== requestedMs,
   };
+}
+
+/** `spec.renewBefore` (resolved) as the fields of {@link RenewalInput}; undefined means the default (a third). */
+export function renewBeforeFields(
+  renewBefore: RenewBefore | undefined,
+): Pick<RenewalInput, "renewBeforeSeconds" | "renewBeforePercentage"> {
+  if (renewBefore === undefined) return {};
+  return renewBefore.kind === "Duration"
+    ? { renewBeforeSeconds: renewBefore.seconds }
+    : { renewBeforePercentage: renewBefore.fraction * 100 };
+}
+
+/**
+ * The renewal time of a token held under `renewBefore` (SPEC §3.1), epoch ms: {@link computeRenewal}
+ * with the jitter draw `jitter` (in [0, 1)). A token whose receipt time is unknown (a target Secret
+ * without a readable `issued-at` annotation) or not before its expiry (an impossible lifetime) has
+ * no lifetime to take a share of: it is renewed at once (`nowMs`) rather than assumed to have
+ * lived some fixed time. Never throws.
+ */
+export function renewalTimeMs(
+  token: { receivedAtMs?: number; expiresAtMs: number },
+  renewBefore: RenewBefore | undefined,
+  jitter: number,
+  nowMs: number,
+): number {
+  const { receivedAtMs, expiresAtMs } = token;
+  if (receivedAtMs === undefined || !(receivedAtMs < expiresAtMs)) return nowMs; // NaN compares false too
+  return computeRenewal({ receivedAtMs, expiresAtMs, ...renewBeforeFields(renewBefore), random: () => jitter })
+    .renewAtMs;
 }
 
 /** Clamps a random draw into [0, 1]; NaN counts as 0. */

@@ -149,6 +149,23 @@ describe("storedToken", () => {
   it("is undefined for a Secret without a token", () => {
     expect(storedToken({ metadata: {}, data: { other: b64("x") } })).toBeUndefined();
   });
+  it("leaves the receipt time unknown without a readable issued-at (no lifetime is assumed)", () => {
+    const c = planSecretWrite(undefined, desiredSecret(owner, target, token, "fp"), "Owner");
+    if (c.action !== "create") throw new Error();
+    for (const issued of [undefined, "not a time"]) {
+      const annotations = { ...c.secret.metadata.annotations };
+      if (issued === undefined) delete annotations["nexar-operator.io/issued-at"];
+      else annotations["nexar-operator.io/issued-at"] = issued;
+      const t = storedToken({ ...c.secret, metadata: { ...c.secret.metadata, annotations } });
+      expect(t?.accessToken).toBe("eyJ.token&<>");
+      expect(t?.receivedAtMs).toBeUndefined();
+    }
+  });
+  it("a token whose receipt time is unknown is rendered without an issued-at annotation", () => {
+    const d = desiredSecret(owner, target, { ...token, receivedAtMs: undefined }, "fp");
+    expect(d.annotations).not.toHaveProperty("nexar-operator.io/issued-at");
+    expect(d.annotations["nexar-operator.io/expires-at"]).toBe(rfc3339(token.expiresAtMs));
+  });
 });
 
 describe("checkOwnership", () => {

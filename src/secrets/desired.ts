@@ -59,7 +59,8 @@ export interface TokenValues {
   tokenType: string;
   scopes: readonly string[];
   expiresAtMs: number;
-  receivedAtMs: number;
+  /** When the operator received it; undefined for a token read back from a Secret without `issued-at`. */
+  receivedAtMs: number | undefined;
 }
 
 /** Variables available to templates: the four default keys, by their data-key names. */
@@ -81,20 +82,10 @@ export interface DesiredSecret {
   ownerReference: OwnerReference | undefined;
 }
 
-/** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`). */
+/** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`); fractions of a second are dropped. */
 export function rfc3339(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  let text = recentTimes.get(seconds);
-  if (text === undefined) {
-    text = new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
-    if (recentTimes.size >= 256) recentTimes.clear();
-    recentTimes.set(seconds, text);
-  }
-  return text;
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }
-
-/** Recently formatted times by epoch second: a burst of NexarTokens sharing tokens formats the same few. */
-const recentTimes = new Map<number, string>();
 
 /**
  * Renders one template with mustache, HTML escaping off (values are tokens, not HTML).
@@ -143,7 +134,7 @@ export function desiredSecret(
       ...target.annotations,
       [OWNER_ANNOTATION]: `${owner.namespace}/${owner.name}`,
       [EXPIRES_AT_ANNOTATION]: values.expires_at,
-      [ISSUED_AT_ANNOTATION]: rfc3339(token.receivedAtMs),
+      ...(token.receivedAtMs !== undefined ? { [ISSUED_AT_ANNOTATION]: rfc3339(token.receivedAtMs) } : {}),
       [FINGERPRINT_ANNOTATION]: fingerprint,
     },
     ownerReference:
@@ -245,7 +236,9 @@ function sameOwners(a: readonly OwnerReference[], b: readonly OwnerReference[]):
 
 /**
  * Reads the token the operator stored in a target Secret, if it is complete. Times are epoch
- * milliseconds. Returns undefined for a Secret without a parseable token.
+ * milliseconds; `receivedAtMs` is undefined when the `issued-at` annotation is missing or not a
+ * time (nothing is assumed about the token's lifetime). Returns undefined for a Secret without a
+ * parseable token.
  */
 export function storedToken(secret: Secret | undefined): (TokenValues & { fingerprint?: string }) | undefined {
   if (!secret?.data) return undefined;
@@ -265,7 +258,7 @@ export function storedToken(secret: Secret | undefined): (TokenValues & { finger
     tokenType: get("token_type") ?? "Bearer",
     scopes: (get("scope") ?? "").split(" ").filter(Boolean),
     expiresAtMs,
-    receivedAtMs: Number.isFinite(receivedAtMs) ? receivedAtMs : expiresAtMs - 86_400_000,
+    receivedAtMs: Number.isFinite(receivedAtMs) ? receivedAtMs : undefined,
     fingerprint: secret.metadata.annotations?.[FINGERPRINT_ANNOTATION],
   };
 }

@@ -1,8 +1,9 @@
 import { describe, it, expect } from "vitest";
-import { Issuer, IssuerClosedError, RefreshTokenConsumedError, type TokenFetcher } from "./issuer.ts";
+import { Issuer, IssuerClosedError, type TokenFetcher } from "./issuer.ts";
 import { TokenEndpointError } from "../oauth/errors.ts";
 import type { IssuedToken, TokenRequest } from "../oauth/types.ts";
-import type { LimiterWait } from "../issuance/types.ts";
+import { RefreshTokenGuard, type RefreshTokenStore, type StoredRefreshToken } from "./refresh.ts";
+import type { FetchContext, LimiterWait, ShareScope } from "./types.ts";
 
 const H = 3_600_000;
 
@@ -94,20 +95,51 @@ function setup(opts: { limits?: { limit: number; windowMs: number }[]; lifetimeM
   const time = fakeTime();
   const ep = fakeEndpoint(time, opts.lifetimeMs);
   const waits: LimiterWait[] = [];
-  const issuer = new Issuer(ep.fetcher, {
+  const guard = new RefreshTokenGuard();
+  const raw = new Issuer(ep.fetcher, {
     now: time.now,
     sleep: time.sleep,
     limits: opts.limits ?? [],
     onLimiterWait: (w) => waits.push(w),
+    refreshTokens: guard,
   });
-  return { time, ep, issuer, waits };
+  /** The issuer, fetched as the reconciler does: a Credential (keys computed once) plus the hints. */
+  const issuer = Object.assign(raw, {
+    fetch: (r: TokenRequest, ctx: FetchContext = {}, scope: ShareScope = {}) =>
+      raw.fetchToken(
+        { request: r, keys: raw.keysFor(r, scope), fallbackLifetimeSeconds: scope.fallbackLifetimeSeconds },
+        ctx,
+      ),
+  });
+  return { time, ep, issuer, waits, guard };
+}
+
+/** An in-memory credentials Secret key holding a refresh token, with optimistic concurrency like the API server. */
+function memoryStore(secret: string, first: string, o: { failPersist?: Error } = {}) {
+  let value = first;
+  let version = 1;
+  const log: string[] = [];
+  const store: RefreshTokenStore<StoredRefreshToken & { version: number }> = {
+    secret,
+    key: "refreshToken",
+    read: () => Promise.resolve({ value, version }),
+    persist: (used, rotated) => {
+      log.push(`persist:${rotated}`);
+      if (o.failPersist) return Promise.reject(o.failPersist);
+      if (used.version !== version) return Promise.resolve("superseded");
+      value = rotated;
+      version++;
+      return Promise.resolve("stored");
+    },
+  };
+  return { store, log, value: () => value };
 }
 
 describe("Issuer: shared tokens", () => {
   it("1,000 concurrent fetches of one key cost one request and all get the same token", async () => {
     const { ep, issuer } = setup();
     ep.hold();
-    const all = Array.from({ length: 1000 }, () => issuer.fetchToken(req(), { reason: "NoToken" }));
+    const all = Array.from({ length: 1000 }, () => issuer.fetch(req(), { reason: "NoToken" }));
     await flush();
     ep.release();
     const tokens = await Promise.all(all);
@@ -119,20 +151,20 @@ describe("Issuer: shared tokens", () => {
   it("scope order does not matter; a different secret, scope set or token URL is a different token", async () => {
     const { ep, issuer } = setup();
     const join = { reason: "NoToken" } as const;
-    await issuer.fetchToken(req({ scopes: ["a", "b"] }), join);
-    await issuer.fetchToken(req({ scopes: ["b", "a"] }), join);
+    await issuer.fetch(req({ scopes: ["a", "b"] }), join);
+    await issuer.fetch(req({ scopes: ["b", "a"] }), join);
     expect(ep.requests).toHaveLength(1);
-    await issuer.fetchToken(req({ scopes: ["a", "b"], clientSecret: "other-secret-0123" }), join);
-    await issuer.fetchToken(req({ scopes: ["a"] }), join);
-    await issuer.fetchToken(req({ scopes: ["a", "b"], tokenUrl: "https://other.example/token" }), join);
+    await issuer.fetch(req({ scopes: ["a", "b"], clientSecret: "other-secret-0123" }), join);
+    await issuer.fetch(req({ scopes: ["a"] }), join);
+    await issuer.fetch(req({ scopes: ["a", "b"], tokenUrl: "https://other.example/token" }), join);
     expect(ep.requests).toHaveLength(4);
   });
 
   it("a NexarToken joining later gets the cached token without a request", async () => {
     const { ep, issuer, time } = setup();
-    const first = await issuer.fetchToken(req(), { reason: "NoToken" });
+    const first = await issuer.fetch(req(), { reason: "NoToken" });
     await time.advance(H);
-    const later = await issuer.fetchToken(req(), { reason: "NoToken" });
+    const later = await issuer.fetch(req(), { reason: "NoToken" });
     expect(later.accessToken).toBe(first.accessToken);
     expect(later.receivedAtMs).toBe(first.receivedAtMs);
     expect(ep.requests).toHaveLength(1);
@@ -141,17 +173,17 @@ describe("Issuer: shared tokens", () => {
 
   it("hands out the cached token only while it is not due from the asker's renewBefore; then all sharers move on", async () => {
     const { ep, issuer, time } = setup();
-    await issuer.fetchToken(req(), { renewBefore: { kind: "Duration", seconds: 3600 } }); // A: renews at ~23 h
+    await issuer.fetch(req(), { renewBefore: { kind: "Duration", seconds: 3600 } }); // A: renews at ~23 h
     await time.advance(13 * H);
     // B renews 12 h before expiry: at 13 h the cached token is already due for B → a new request
-    const b = await issuer.fetchToken(req(), {
+    const b = await issuer.fetch(req(), {
       reason: "NoToken",
       renewBefore: { kind: "Duration", seconds: 12 * 3600 },
     });
     expect(b.accessToken).toBe("token-2");
     // A's renewal (RenewalDue at ~23 h) takes B's newer token: no request
     await time.advance(10 * H);
-    const a = await issuer.fetchToken(req(), {
+    const a = await issuer.fetch(req(), {
       reason: "RenewalDue",
       renewBefore: { kind: "Duration", seconds: 3600 },
     });
@@ -161,9 +193,9 @@ describe("Issuer: shared tokens", () => {
 
   it("a renewal due for the caller never gets the token it already holds back (no renewal loop)", async () => {
     const { ep, issuer, time } = setup();
-    await issuer.fetchToken(req(), {});
+    await issuer.fetch(req(), {});
     await time.advance(16 * H); // past the default earliest renewal (16 h − 5 min)
-    const t = await issuer.fetchToken(req(), { reason: "RenewalDue" });
+    const t = await issuer.fetch(req(), { reason: "RenewalDue" });
     expect(t.accessToken).toBe("token-2");
     expect(ep.requests).toHaveLength(2);
   });
@@ -172,31 +204,29 @@ describe("Issuer: shared tokens", () => {
 describe("Issuer: forcing reasons", () => {
   it("a caller that gives no reason keeps the pre-sharing contract: a token requested after its call", async () => {
     const { ep, issuer, time } = setup();
-    await issuer.fetchToken(req(), { reason: "NoToken" });
+    await issuer.fetch(req(), { reason: "NoToken" });
     await time.advance(1_000);
-    expect((await issuer.fetchToken(req(), {})).accessToken).toBe("token-2");
+    expect((await issuer.fetch(req(), {})).accessToken).toBe("token-2");
     expect(ep.requests).toHaveLength(2);
     // but a NexarToken joining afterwards shares the newest token
-    expect((await issuer.fetchToken(req(), { reason: "NoToken" })).accessToken).toBe("token-2");
+    expect((await issuer.fetch(req(), { reason: "NoToken" })).accessToken).toBe("token-2");
     expect(ep.requests).toHaveLength(2);
   });
 
   it("RefreshRequested never takes the cached token; NexarTokens annotated with one timestamp share one new token", async () => {
     const { ep, issuer, time } = setup();
-    await issuer.fetchToken(req(), {});
+    await issuer.fetch(req(), {});
     await time.advance(60_000);
     const annotatedAt = time.now();
     await time.advance(1_000);
     const many = await Promise.all(
-      Array.from({ length: 50 }, () =>
-        issuer.fetchToken(req(), { reason: "RefreshRequested", notBeforeMs: annotatedAt }),
-      ),
+      Array.from({ length: 50 }, () => issuer.fetch(req(), { reason: "RefreshRequested", notBeforeMs: annotatedAt })),
     );
     expect(new Set(many.map((t) => t.accessToken))).toEqual(new Set(["token-2"]));
     expect(ep.requests).toHaveLength(2);
     // a later request with the same annotation value takes the token requested after it
     await time.advance(5_000);
-    expect((await issuer.fetchToken(req(), { reason: "RefreshRequested", notBeforeMs: annotatedAt })).accessToken).toBe(
+    expect((await issuer.fetch(req(), { reason: "RefreshRequested", notBeforeMs: annotatedAt })).accessToken).toBe(
       "token-2",
     );
     expect(ep.requests).toHaveLength(2);
@@ -205,9 +235,9 @@ describe("Issuer: forcing reasons", () => {
   it("a forcing caller does not join a request that started before its trigger; forcing callers queue for ONE next request", async () => {
     const { ep, issuer, time } = setup();
     ep.hold();
-    const ordinary = issuer.fetchToken(req(), { reason: "RenewalDue" });
+    const ordinary = issuer.fetch(req(), { reason: "RenewalDue" });
     await time.advance(1);
-    const forced = Array.from({ length: 10 }, () => issuer.fetchToken(req(), { reason: "SpecChanged" }));
+    const forced = Array.from({ length: 10 }, () => issuer.fetch(req(), { reason: "SpecChanged" }));
     await flush();
     expect(ep.requests).toHaveLength(1);
     ep.release();
@@ -221,17 +251,17 @@ describe("Issuer: forcing reasons", () => {
     const { ep, issuer, time } = setup();
     const A = req({ clientSecret: "secret-A-0123456789" });
     const B = req({ clientSecret: "secret-B-0123456789" });
-    const a1 = await issuer.fetchToken(A, { reason: "NoToken" });
+    const a1 = await issuer.fetch(A, { reason: "NoToken" });
     await time.advance(1_000);
     const bs = [];
     for (let i = 0; i < 10; i++) {
-      bs.push(await issuer.fetchToken(B, { reason: "CredentialsChanged" }));
+      bs.push(await issuer.fetch(B, { reason: "CredentialsChanged" }));
       await time.advance(100);
     }
     expect(new Set(bs.map((t) => t.accessToken)).size).toBe(1);
     expect(ep.requests).toHaveLength(2);
     await time.advance(1_000);
-    const a2 = await issuer.fetchToken(A, { reason: "CredentialsChanged" });
+    const a2 = await issuer.fetch(A, { reason: "CredentialsChanged" });
     expect(a2.accessToken).not.toBe(a1.accessToken);
     expect(ep.requests).toHaveLength(3);
   });
@@ -242,7 +272,7 @@ describe("Issuer: per-client limiter", () => {
     const { ep, issuer, time, waits } = setup({ limits: [{ limit: 2, windowMs: 1_000 }] });
     const seen: Record<string, LimiterWait[]> = {};
     const fetch = (scope: string, who: string) =>
-      issuer.fetchToken(req({ scopes: [scope] }), {
+      issuer.fetch(req({ scopes: [scope] }), {
         reason: "NoToken",
         onWaiting: (w) => (seen[who] ??= []).push(w),
       });
@@ -266,8 +296,8 @@ describe("Issuer: per-client limiter", () => {
     const { issuer } = setup({ limits: [{ limit: 1, windowMs: 1_000 }] });
     const seen: number[] = [];
     issuer.observeLimiterWaits((w) => seen.push(w.delayMs));
-    await issuer.fetchToken(req(), { reason: "NoToken" });
-    const p = issuer.fetchToken(req({ scopes: ["other"] }), { reason: "NoToken" });
+    await issuer.fetch(req(), { reason: "NoToken" });
+    const p = issuer.fetch(req({ scopes: ["other"] }), { reason: "NoToken" });
     await flush();
     expect(seen).toEqual([1_000]);
     issuer.close();
@@ -276,8 +306,8 @@ describe("Issuer: per-client limiter", () => {
 
   it("keeps clients apart: another client id is not delayed", async () => {
     const { ep, issuer } = setup({ limits: [{ limit: 1, windowMs: 1_000 }] });
-    await issuer.fetchToken(req(), {});
-    await issuer.fetchToken(req({ clientId: "other" }), {});
+    await issuer.fetch(req(), {});
+    await issuer.fetch(req({ clientId: "other" }), {});
     expect(ep.requests).toHaveLength(2);
   });
 
@@ -286,13 +316,13 @@ describe("Issuer: per-client limiter", () => {
     ep.fail(
       new TokenEndpointError({ kind: "rateLimited", reason: "RateLimited", message: "429", retryAfterHeader: "30" }),
     );
-    await expect(issuer.fetchToken(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
+    await expect(issuer.fetch(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
     ep.fail(undefined);
-    const p = issuer.fetchToken(req({ scopes: ["other.scope"] }), { reason: "NoToken" });
+    const p = issuer.fetch(req({ scopes: ["other.scope"] }), { reason: "NoToken" });
     await flush();
     expect(waits[0]?.delayMs).toBe(30_000);
     expect(ep.requests).toHaveLength(1);
-    const forced = await issuer.fetchToken(req({ scopes: ["third"] }), { reason: "RefreshRequested" });
+    const forced = await issuer.fetch(req({ scopes: ["third"] }), { reason: "RefreshRequested" });
     expect(forced.accessToken).toBe("token-1");
     await time.advance(30_000);
     await p;
@@ -301,12 +331,43 @@ describe("Issuer: per-client limiter", () => {
 
   it("close() fails requests waiting for the limiter at once and refuses new fetches", async () => {
     const { issuer } = setup({ limits: [{ limit: 1, windowMs: 3_600_000 }] });
-    await issuer.fetchToken(req(), {});
-    const waiting = issuer.fetchToken(req({ scopes: ["x"] }), {});
+    await issuer.fetch(req(), {});
+    const waiting = issuer.fetch(req({ scopes: ["x"] }), {});
     await flush();
     issuer.close();
     await expect(waiting).rejects.toBeInstanceOf(IssuerClosedError);
-    await expect(issuer.fetchToken(req(), {})).rejects.toBeInstanceOf(IssuerClosedError);
+    await expect(issuer.fetch(req(), {})).rejects.toBeInstanceOf(IssuerClosedError);
+  });
+});
+
+describe("Issuer.fromFlags", () => {
+  it("takes the test-only backoff scale as an option; the environment is only its fallback", async () => {
+    const saved = process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
+    process.env.NEXAR_OPERATOR_BACKOFF_SCALE = "0.001";
+    try {
+      let requests = 0;
+      const client: TokenFetcher = {
+        fetchToken: () => {
+          requests++;
+          return Promise.reject(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "no" }));
+        },
+      };
+      const fetch = (issuer: Issuer) =>
+        issuer.fetchToken({ request: req(), keys: issuer.keysFor(req(), {}) }, { reason: "NoToken" }).catch(() => {});
+      const optioned = Issuer.fromFlags(client, { issuanceLimits: "none" }, undefined, { backoffScale: 1 });
+      await fetch(optioned);
+      await new Promise((r) => setTimeout(r, 100));
+      await fetch(optioned);
+      expect(requests).toBe(1); // the credential failure is held 30 s, unscaled
+      const fromEnv = Issuer.fromFlags(client, { issuanceLimits: "none" });
+      await fetch(fromEnv);
+      await new Promise((r) => setTimeout(r, 100));
+      await fetch(fromEnv);
+      expect(requests).toBe(3); // held 30 ms
+    } finally {
+      if (saved === undefined) delete process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
+      else process.env.NEXAR_OPERATOR_BACKOFF_SCALE = saved;
+    }
   });
 });
 
@@ -314,74 +375,80 @@ describe("Issuer: failures", () => {
   it("shares a failure with every caller of the request; a transient failure is not held", async () => {
     const { ep, issuer } = setup();
     ep.fail(new TokenEndpointError({ kind: "transient", reason: "TokenEndpointUnavailable", message: "503" }));
-    const r = await Promise.allSettled(
-      Array.from({ length: 5 }, () => issuer.fetchToken(req(), { reason: "RenewalDue" })),
-    );
+    const r = await Promise.allSettled(Array.from({ length: 5 }, () => issuer.fetch(req(), { reason: "RenewalDue" })));
     expect(r.every((x) => x.status === "rejected" && x.reason instanceof TokenEndpointError)).toBe(true);
     expect(ep.requests).toHaveLength(1);
     ep.fail(undefined);
-    expect((await issuer.fetchToken(req(), { reason: "RenewalDue" })).accessToken).toBe("token-1");
+    expect((await issuer.fetch(req(), { reason: "RenewalDue" })).accessToken).toBe("token-1");
     expect(ep.requests).toHaveLength(2);
   });
 
   it("holds a credential error for ordinary callers; forcing callers and the end of the hold ask again", async () => {
     const { ep, issuer, time } = setup();
     ep.fail(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "invalid_client" }));
-    await expect(issuer.fetchToken(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
+    await expect(issuer.fetch(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
     await time.advance(10);
     for (let i = 0; i < 20; i++) {
-      await expect(issuer.fetchToken(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
+      await expect(issuer.fetch(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
     }
     expect(ep.requests).toHaveLength(1);
     ep.fail(undefined);
-    expect((await issuer.fetchToken(req(), { reason: "SpecChanged" })).accessToken).toBe("token-1");
+    expect((await issuer.fetch(req(), { reason: "SpecChanged" })).accessToken).toBe("token-1");
     expect(ep.requests).toHaveLength(2);
   });
 
   it("a credential error hold ends after credentialFailureHoldMs", async () => {
     const { ep, issuer, time } = setup();
     ep.fail(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "invalid_client" }));
-    await expect(issuer.fetchToken(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
+    await expect(issuer.fetch(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
     ep.fail(undefined);
     await time.advance(30_000);
-    expect((await issuer.fetchToken(req(), { reason: "NoToken" })).accessToken).toBe("token-1");
+    expect((await issuer.fetch(req(), { reason: "NoToken" })).accessToken).toBe("token-1");
   });
 });
 
 describe("Issuer: RefreshToken grant", () => {
-  const rt = (over: Partial<TokenRequest> = {}) => req({ grant: "RefreshToken", refreshToken: "rt-1", ...over });
+  const rt = (over: Partial<TokenRequest> = {}) => req({ grant: "RefreshToken", refreshToken: "stale-rt", ...over });
 
-  it("persists the rotated refresh token before any caller gets the access token; joiners of the Secret share", async () => {
+  it("presents the token the Secret holds now and stores the rotated one before any caller gets the access token; joiners share", async () => {
     const { ep, issuer } = setup();
     ep.rotate(true);
-    const order: string[] = [];
+    const m = memoryStore("ns/creds", "rt-1");
     let unblock!: () => void;
     const persisted = new Promise<void>((r) => (unblock = r));
-    const ctx = {
-      credentialsRef: "ns/creds",
-      persistRefreshToken: async (v: string) => {
-        order.push(`persist:${v}`);
+    const slow: RefreshTokenStore<StoredRefreshToken & { version: number }> = {
+      ...m.store,
+      persist: async (used, rotated) => {
         await persisted;
+        return m.store.persist(used, rotated);
       },
     };
-    const a = issuer.fetchToken(rt(), ctx).then((t) => order.push(`a:${t.accessToken}`));
-    const b = issuer.fetchToken(rt(), { credentialsRef: "ns/creds" }).then((t) => order.push(`b:${t.accessToken}`));
+    const order: string[] = [];
+    const scope = { credentialsRef: "ns/creds" };
+    const a = issuer.fetch(rt(), { refreshTokens: slow }, scope).then((t) => order.push(`a:${t.accessToken}`));
+    const b = issuer.fetch(rt(), { refreshTokens: slow }, scope).then((t) => order.push(`b:${t.accessToken}`));
     await flush();
-    expect(order).toEqual(["persist:rt-1+"]);
+    expect(m.log).toEqual([]);
+    expect(order).toEqual([]);
+    expect(ep.requests.map((r) => r.refreshToken)).toEqual(["rt-1"]); // not the caller's stale copy
     unblock();
     await Promise.all([a, b]);
-    expect(order.slice(1).sort()).toEqual(["a:token-1", "b:token-1"]);
+    expect(m.log).toEqual(["persist:rt-1+"]);
+    expect(m.value()).toBe("rt-1+");
+    expect(order.sort()).toEqual(["a:token-1", "b:token-1"]);
     expect(ep.requests).toHaveLength(1);
   });
 
-  it("never shares across credentials Secrets, and one credential has one request in flight at a time", async () => {
+  it("never shares across credentials Secrets, and one credentials Secret has one request in flight at a time", async () => {
     const { ep, issuer } = setup();
     ep.hold();
-    const x = issuer.fetchToken(rt({ scopes: ["a"] }), { credentialsRef: "ns/creds" });
-    const y = issuer.fetchToken(rt({ scopes: ["b"] }), { credentialsRef: "ns/creds" });
-    const z = issuer.fetchToken(rt({ scopes: ["a"] }), { credentialsRef: "ns/other" });
+    const creds = memoryStore("ns/creds", "rt-1").store;
+    const other = memoryStore("ns/other", "rt-9").store;
+    const x = issuer.fetch(rt({ scopes: ["a"] }), { refreshTokens: creds }, { credentialsRef: "ns/creds" });
+    const y = issuer.fetch(rt({ scopes: ["b"] }), { refreshTokens: creds }, { credentialsRef: "ns/creds" });
+    const z = issuer.fetch(rt({ scopes: ["a"] }), { refreshTokens: other }, { credentialsRef: "ns/other" });
     await flush();
-    expect(ep.requests).toHaveLength(2); // x and z (different Secrets); y waits for x's credential
+    expect(ep.requests).toHaveLength(2); // x and z (different Secrets); y waits for x's Secret
     ep.release();
     await Promise.all([x, y, z]);
     expect(ep.requests).toHaveLength(3);
@@ -389,46 +456,41 @@ describe("Issuer: RefreshToken grant", () => {
 
   it("a new credentials version (e.g. a new login's refresh-token lineage) never gets the previous version's token", async () => {
     const { ep, issuer } = setup();
-    const hints = { credentialsRef: "ns/creds", reason: "NoToken" as const };
-    await issuer.fetchToken(rt(), { ...hints, credentialsVersion: "lineage-1" });
-    expect((await issuer.fetchToken(rt(), { ...hints, credentialsVersion: "lineage-1" })).accessToken).toBe("token-1");
-    expect((await issuer.fetchToken(rt(), { ...hints, credentialsVersion: "lineage-2" })).accessToken).toBe("token-2");
+    const refreshTokens = memoryStore("ns/creds", "rt-1").store;
+    const ctx = { refreshTokens, reason: "NoToken" as const };
+    await issuer.fetch(rt(), ctx, { credentialsRef: "ns/creds", credentialsVersion: "lineage-1" });
+    expect(
+      (await issuer.fetch(rt(), ctx, { credentialsRef: "ns/creds", credentialsVersion: "lineage-1" })).accessToken,
+    ).toBe("token-1");
+    expect(
+      (await issuer.fetch(rt(), ctx, { credentialsRef: "ns/creds", credentialsVersion: "lineage-2" })).accessToken,
+    ).toBe("token-2");
     expect(ep.requests).toHaveLength(2);
   });
 
-  it("fails a fetch that would reuse a refresh token another fetch of the credential just consumed", async () => {
+  it("after a rotation, another fetch of the Secret presents the rotated token, never the consumed one", async () => {
     const { ep, issuer } = setup();
     ep.rotate(true);
-    await issuer.fetchToken(rt({ scopes: ["a"] }), { credentialsRef: "ns/creds", persistRefreshToken: async () => {} });
-    await expect(
-      issuer.fetchToken(rt({ scopes: ["b"] }), { credentialsRef: "ns/creds", persistRefreshToken: async () => {} }),
-    ).rejects.toBeInstanceOf(RefreshTokenConsumedError);
-    expect(ep.requests).toHaveLength(1);
+    const m = memoryStore("ns/creds", "rt-1");
+    await issuer.fetch(rt({ scopes: ["a"] }), { refreshTokens: m.store }, { credentialsRef: "ns/creds" });
+    await issuer.fetch(rt({ scopes: ["b"] }), { refreshTokens: m.store }, { credentialsRef: "ns/creds" });
+    expect(ep.requests.map((r) => r.refreshToken)).toEqual(["rt-1", "rt-1+"]);
+    expect(m.value()).toBe("rt-1++");
   });
 
-  it("a persistence failure fails the fetch and caches nothing", async () => {
-    const { ep, issuer } = setup();
+  it("a storage failure fails the fetch, caches nothing, and the kept token is stored before the next request", async () => {
+    const { ep, issuer, guard } = setup();
     ep.rotate(true);
     const boom = new Error("409 after retries");
-    await expect(
-      issuer.fetchToken(rt(), { credentialsRef: "ns/c", persistRefreshToken: () => Promise.reject(boom) }),
-    ).rejects.toBe(boom);
+    const failing = memoryStore("ns/c", "rt-1", { failPersist: boom });
+    await expect(issuer.fetch(rt(), { refreshTokens: failing.store }, { credentialsRef: "ns/c" })).rejects.toBe(boom);
     expect(issuer.stats().cachedTokens).toBe(0);
+    expect(guard.pendingCount()).toBe(1);
   });
-});
 
-describe("Issuer.offer", () => {
-  it("seeds the cache with a token read back from a Secret, so a joiner needs no request", async () => {
-    const { ep, issuer, time } = setup();
-    issuer.offer(req(), {
-      accessToken: "from-secret",
-      tokenType: "Bearer",
-      scopes: ["supply.domain"],
-      receivedAtMs: time.now() - H,
-      expiresAtMs: time.now() + 23 * H,
-      lifetimeSource: "expires_in",
-    });
-    expect((await issuer.fetchToken(req(), { reason: "NoToken" })).accessToken).toBe("from-secret");
+  it("refuses a RefreshToken fetch without a refresh-token store", async () => {
+    const { ep, issuer } = setup();
+    await expect(issuer.fetch(rt(), {}, { credentialsRef: "ns/c" })).rejects.toThrow(/refresh-token store/);
     expect(ep.requests).toHaveLength(0);
   });
 });
