@@ -8,7 +8,7 @@ import { createLogger } from "../observability/logger.ts";
 import { TokenClient } from "../oauth/index.ts";
 import { parseGoDuration } from "../api/duration.ts";
 import { Manager } from "../controller/manager.ts";
-import { Issuer } from "../controller/issuer.ts";
+import { Issuer } from "../issuance/issuer.ts";
 import type { PromMetrics } from "../observability/metrics.ts";
 import { LeaderElector } from "../kube/leaderelection.ts";
 import { KubeLeaseLock } from "../kube/lease.ts";
