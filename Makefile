@@ -1,6 +1,7 @@
 # nexar-token-operator — developer entry points.
 #   make test    unit + integration tests (real kube-apiserver/etcd/kube-controller-manager + real OAuth server)
 #   make demo    the main job end to end on an embedded control plane
+#   make e2e     the image and the packaged chart as pods on a real node (needs root)
 #   make lint    typecheck, eslint, prettier
 #
 # Node 24 LTS is required. When the machine's node is older, Node 24 is installed from the npm
@@ -44,7 +45,7 @@ assets: ## build (once) and cache kube-apiserver, kube-controller-manager and et
 	hack/build-assets.sh
 
 .PHONY: tools
-tools: ## build (once) and cache helm and promtool for the chart and alert checks
+tools: ## build (once) and cache helm, promtool and Ory Hydra (chart and alert checks, interop suite)
 	hack/build-tools.sh
 
 .PHONY: build
@@ -60,7 +61,7 @@ lint: $(STAMP) ## typecheck, eslint and prettier --check
 	npx tsc -p tsconfig.json --noEmit
 	npx eslint .
 	npx prettier --check .
-	hack/build-tools.sh >/dev/null
+	hack/build-tools.sh helm promtool >/dev/null
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator
 	"$$(hack/build-tools.sh helm)" lint --strict charts/nexar-token-operator --set 'watchNamespaces={a,b}' \
 	  --set serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true
@@ -82,39 +83,28 @@ test-integration: $(STAMP) ## integration tests against a real control plane and
 test: $(STAMP) ## unit + integration tests
 	hack/build-tools.sh >/dev/null
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
-	  status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
+	  status=0; npx vitest run --project unit --project integration --reporter=default --reporter=json --outputFile.json=.vitest-results.json || status=$$?; \
 	  node hack/test-summary.ts .vitest-results.json; exit $$status
+
+.PHONY: image
+image: ## build the container image with the machine's Docker engine (installs and starts dockerd when needed)
+	hack/image.sh
+
+.PHONY: e2e
+e2e: $(STAMP) ## image → packaged chart → pods on a real node (kubelet + containerd), a consumer pod, hand-over, upgrade, uninstall
+	hack/e2e.sh
 
 .PHONY: demo
 demo: $(STAMP) ## run the main job end to end on an embedded control plane (KEEP_RUNNING=1 to keep it up)
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; node hack/demo.ts
 
-# For users with Docker and kind (not needed by `make test`): build the image, create a kind
-# cluster, load the image, install the chart, apply an example. NEXAR_CLIENT_ID/NEXAR_CLIENT_SECRET,
-# when set, replace the example's placeholder credentials so the token is really issued.
-KIND_CLUSTER ?= nexar-token-operator
-KIND_IMAGE ?= nexar-token-operator:dev
+# For users with Docker and kind (not needed by `make e2e`): the same e2e suite on a kind cluster.
 .PHONY: kind-e2e
-kind-e2e: ## (needs Docker, kind, kubectl) image → kind cluster → helm install → example NexarToken
-	docker build -t $(KIND_IMAGE) .
-	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name '$(KIND_CLUSTER)' --wait 120s
-	kind load docker-image $(KIND_IMAGE) --name '$(KIND_CLUSTER)'
-	helm="$$(command -v helm || hack/build-tools.sh helm)"; "$$helm" upgrade --install nexar-token-operator \
-	  charts/nexar-token-operator --kube-context 'kind-$(KIND_CLUSTER)' --namespace nexar-system --create-namespace \
-	  --set image.repository='$(firstword $(subst :, ,$(KIND_IMAGE)))',image.tag='$(lastword $(subst :, ,$(KIND_IMAGE)))',image.pullPolicy=Never \
-	  --wait --timeout 180s
-	kubectl --context 'kind-$(KIND_CLUSTER)' create namespace parts --dry-run=client -o yaml | kubectl --context 'kind-$(KIND_CLUSTER)' apply -f -
-	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts apply -f examples/nexartoken-supply.yaml
-	if [[ -n "$${NEXAR_CLIENT_ID:-}" ]]; then \
-	  kubectl --context 'kind-$(KIND_CLUSTER)' -n parts create secret generic nexar-app --from-literal=clientId="$$NEXAR_CLIENT_ID" \
-	    --from-literal=clientSecret="$$NEXAR_CLIENT_SECRET" --dry-run=client -o yaml | kubectl --context 'kind-$(KIND_CLUSTER)' apply -f -; \
-	fi
-	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts wait nexartoken/supply --for=jsonpath='{.status.observedGeneration}'=1 --timeout=120s
-	kubectl --context 'kind-$(KIND_CLUSTER)' -n parts get nexartokens -o wide
-	@echo "kind cluster '$(KIND_CLUSTER)' is up; delete it with: kind delete cluster --name '$(KIND_CLUSTER)'"
+kind-e2e: $(STAMP) ## (needs Docker and kind) the e2e suite on a fresh kind cluster (KEEP_CLUSTER=1 keeps it)
+	hack/kind-e2e.sh
 
 .PHONY: bench
-bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick)
+bench: build ## scale benchmark on an embedded control plane (~4 min): table + bench-results.json (BENCH_ARGS=--quick; --peers: side by side with External Secrets Operator, ~12 min)
 	export KUBEBUILDER_ASSETS="$$(hack/build-assets.sh)"; \
 	  NEXAR_OPERATOR_CLI="$(CURDIR)/dist/cli/main.js" node hack/bench.ts $(BENCH_ARGS)  # the compiled operator, as the image runs it
 

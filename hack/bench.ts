@@ -27,6 +27,8 @@
  *   --log-level info --keep-logs <path prefix> (operator logs → <prefix>.1, <prefix>.2)
  *   --operator-auth serviceaccount|admin (default serviceaccount: the chart's ServiceAccount and
  *   RBAC, with a TokenRequest token, as in a cluster; admin: the harness's client certificate)
+ *   --peers: instead of all the above, the same work through External Secrets Operator and
+ *   through this operator, side by side (hack/bench-peers.ts; --quick picks small sizes)
  *
  * The operator runs as shipped: NODE_OPTIONS from the Helm chart's `nodeOptions` value and
  * MALLOC_ARENA_MAX from the Dockerfile, unless --node-options / --operator-env say otherwise.
@@ -39,7 +41,7 @@ import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { KubeConfig } from "../src/kube/kubeconfig.ts";
+import { KubeConfig } from "@kubernetes/client-node";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { KubeClient, isStatus, type KubeList } from "../src/kube/client.ts";
 import { nexarTokenPath, secretPath } from "../src/kube/paths.ts";
@@ -106,10 +108,16 @@ const { values: flags } = parseArgs({
     "keep-logs": { type: "string" },
     "operator-env": { type: "string", multiple: true, default: [] },
     "operator-auth": { type: "string", default: "serviceaccount" },
+    peers: { type: "boolean", default: false },
   },
 });
 
 const quick = flags.quick === true;
+if (flags.peers === true) {
+  // The side-by-side run with External Secrets Operator (hack/bench-peers.ts): its own sizes.
+  const { runPeers } = await import("./bench-peers.ts");
+  process.exit(await runPeers({ quick, out: flags.out }));
+}
 if (flags["operator-auth"] !== "serviceaccount" && flags["operator-auth"] !== "admin") {
   process.stderr.write(`bench: --operator-auth must be serviceaccount or admin (got ${flags["operator-auth"]})\n`);
   process.exit(2);
@@ -557,7 +565,7 @@ async function main(): Promise<Results> {
     await applyCrd(cp.kubeconfigPath, CRD_PATH);
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
-    kube = await KubeClient.create(kc, 120_000);
+    kube = await KubeClient.create(kc, { timeoutMs: 120_000 });
     const k = kube;
     const tokenUrl = idp.tokenUrl;
 

@@ -4,6 +4,7 @@
 #
 #   hack/build-assets.sh            # build (or reuse) kube-apiserver, kube-controller-manager, etcd
 #   hack/build-assets.sh --print    # print the assets directory (after building if needed)
+#   hack/build-assets.sh --node     # also kubelet, kube-scheduler and kube-proxy (a real node, for e2e)
 #
 # KUBEBUILDER_ASSETS, when set, wins: nothing is built and that directory is printed.
 # Versions: k8s.io/kubernetes is not meant to be imported, so every k8s.io/* staging module
@@ -13,8 +14,20 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 
+WANT_NODE=0
+for arg in "$@"; do
+  case "$arg" in
+    --print) ;;
+    --node) WANT_NODE=1 ;;
+    *) echo "usage: $0 [--print] [--node]" >&2; exit 2 ;;
+  esac
+done
+NODE_BINARIES=(kubelet kube-scheduler kube-proxy)
+
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-  for b in etcd kube-apiserver; do
+  wanted=(etcd kube-apiserver)
+  [[ $WANT_NODE -eq 1 ]] && wanted+=("${NODE_BINARIES[@]}")
+  for b in "${wanted[@]}"; do
     [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || { echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no $b" >&2; exit 1; }
   done
   echo "$KUBEBUILDER_ASSETS"
@@ -25,7 +38,12 @@ cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/nexar-token-operator"
 out="$cache_root/assets/k8s-v${K8S_VERSION}-etcd-v${ETCD_VERSION}"
 log() { echo "[build-assets] $*" >&2; }
 
-if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; then
+have_node() {
+  local b
+  for b in "${NODE_BINARIES[@]}"; do [[ -x "$out/$b" ]] || return 1; done
+}
+if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]] &&
+  { [[ $WANT_NODE -eq 0 ]] || have_node; }; then
   echo "$out"
   exit 0
 fi
@@ -34,6 +52,7 @@ command -v go >/dev/null || { echo "Go is required to build the control plane (o
 mkdir -p "$cache_root/build" "$out"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0
 
+# build_k8s CMD…: build k8s.io/kubernetes/cmd/<CMD> for each CMD into $out.
 build_k8s() {
   local dir="$cache_root/build/k8s-v${K8S_VERSION}"
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
@@ -47,9 +66,11 @@ build_k8s() {
   done < <(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile")
   go mod edit "${args[@]}"
   go mod edit -require="k8s.io/kubernetes@v${K8S_VERSION}"
-  log "building kube-apiserver and kube-controller-manager v${K8S_VERSION} (cold build: several minutes)"
+  local pkgs=()
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "building $* v${K8S_VERSION} (cold build: several minutes)"
   go build -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}" \
-    -o "$out/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    -o "$out/" "${pkgs[@]}"
 }
 
 build_etcd() {
@@ -62,5 +83,6 @@ build_etcd() {
 }
 
 [[ -x "$out/etcd" ]] || build_etcd
-[[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" ]] || build_k8s
+[[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" ]] || (build_k8s kube-apiserver kube-controller-manager)
+if [[ $WANT_NODE -eq 1 ]] && ! have_node; then (build_k8s "${NODE_BINARIES[@]}"); fi
 echo "$out"

@@ -1,10 +1,18 @@
-import { describe, it, expect } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer as createHttpServer, request as httpRequest, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, it, expect } from "vitest";
+import { selfSigned } from "../../test/harness/self-signed.ts";
 import { CliError, EXIT_USAGE } from "./status.ts";
 import {
   DEFAULT_AUTHORIZATION_URL,
   DEFAULT_LOGIN_SCOPES,
   DEFAULT_REDIRECT_URL,
   judgeCallback,
+  oauthHttp,
   openBrowser,
   parseScopes,
   planLogin,
@@ -124,5 +132,61 @@ describe("judgeCallback", () => {
 describe("openBrowser", () => {
   it("does not try on a Linux machine without a display", () => {
     expect(openBrowser("https://example.test", {}, "linux")).toBe(false);
+  });
+});
+
+describe("oauthHttp (login's token requests)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "login-http-"));
+  const servers: Server[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  async function listen(s: Server): Promise<number> {
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+    return (s.address() as AddressInfo).port;
+  }
+
+  it("trusts --ca-file besides Node's roots, and nothing else", async () => {
+    const tls = selfSigned(dir, "idp");
+    const port = await listen(createHttpsServer({ key: tls.key, cert: tls.cert }, (_req, res) => res.end("ok")));
+    const trusted = oauthHttp(tls.certPath, {});
+    const res = await trusted.fetch(`https://127.0.0.1:${port}/connect/token`, {
+      method: "POST",
+      body: "x",
+      headers: {},
+      redirect: "manual",
+    });
+    expect(await res.text()).toBe("ok");
+    await trusted.close();
+    const plain = oauthHttp(undefined, {});
+    await expect(
+      plain.fetch(`https://127.0.0.1:${port}/`, { method: "GET", body: undefined, headers: {}, redirect: "manual" }),
+    ).rejects.toThrow();
+    await plain.close();
+    expect(() => oauthHttp(join(dir, "absent.pem"))).toThrow("--ca-file");
+  });
+
+  it("goes through HTTP_PROXY unless NO_PROXY names the host", async () => {
+    const origin = await listen(createHttpServer((_req, res) => res.end("origin")));
+    const proxied: string[] = [];
+    const proxy = await listen(
+      createHttpServer((req, res) => {
+        proxied.push(req.url ?? "");
+        const up = httpRequest(req.url ?? "", { method: req.method, headers: req.headers }, (r) => r.pipe(res));
+        req.pipe(up);
+      }),
+    );
+    const url = `http://127.0.0.1:${origin}/connect/token`;
+    const via = oauthHttp(undefined, { HTTP_PROXY: `http://127.0.0.1:${proxy}` });
+    expect(await (await via.fetch(url, { method: "POST", body: "x", headers: {}, redirect: "manual" })).text()).toBe(
+      "origin",
+    );
+    await via.close();
+    const direct = oauthHttp(undefined, { HTTP_PROXY: `http://127.0.0.1:${proxy}`, NO_PROXY: "127.0.0.1" });
+    await (await direct.fetch(url, { method: "POST", body: "x", headers: {}, redirect: "manual" })).text();
+    await direct.close();
+    expect(proxied).toEqual([url]);
   });
 });

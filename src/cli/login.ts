@@ -17,9 +17,11 @@ import { Option } from "commander";
 import type { Command } from "commander";
 import * as oidc from "openid-client";
 import { DEFAULT_TOKEN_URL } from "../api/constants.ts";
+import { fetch as undiciFetch, type Dispatcher } from "undici";
 import { KubeApiError, type KubeClient, type Secret } from "../kube/client.ts";
 import { secretPath } from "../kube/paths.ts";
-import { createPkcePair, createState, stateMatches } from "../oauth/pkce.ts";
+import { proxyAwareDispatcher, type ProxyEnvironment } from "../http/proxy.ts";
+import { tokenEndpointTls } from "../oauth/client.ts";
 import { ANNOTATION_LOGIN_AT, ANNOTATION_REFRESH_ROTATION } from "../controller/credentials.ts";
 import {
   CliError,
@@ -31,6 +33,7 @@ import {
   runAction,
   usageError,
   withKubeOptions,
+  type KubeFlags,
 } from "./status.ts";
 
 /** Nexar's authorization endpoint (SPEC §1). */
@@ -43,7 +46,7 @@ export const DEFAULT_LOGIN_SCOPES = "openid profile email design.domain user.acc
 export const DEFAULT_CREDENTIALS_SECRET = "nexar-credentials";
 
 /** Options of `login` as commander parses them (flags and environment). */
-export interface LoginOptions {
+export interface LoginOptions extends KubeFlags {
   clientId?: string;
   clientSecret?: string;
   redirectUrl: string;
@@ -51,8 +54,8 @@ export interface LoginOptions {
   authorizationUrl: string;
   tokenUrl: string;
   allowInsecureTokenUrl: boolean;
-  kubeconfig?: string;
-  namespace?: string;
+  /** Extra CA bundle (PEM) trusted for the token endpoint, besides Node's roots. */
+  caFile?: string;
   secret: string;
   clientIdKey: string;
   clientSecretKey: string;
@@ -188,7 +191,9 @@ export function judgeCallback(url: URL, expectedState: string): CallbackOutcome 
       message: `the authorization server returned error=${safe}${description ? ` (${description})` : ""}`,
     };
   }
-  if (!stateMatches(expectedState, p.get("state"))) {
+  // openid-client checks the state again when it redeems the code (`expectedState`); judging it
+  // here too lets the browser page and the terminal say what went wrong.
+  if (p.get("state") !== expectedState) {
     return {
       ok: false,
       status: 400,
@@ -363,6 +368,33 @@ export interface LoginIO {
   err: (s: string) => void;
 }
 
+/** The HTTP client of `login`'s OAuth requests. */
+export interface OAuthHttp {
+  /** undici's fetch through the dispatcher, as openid-client's `customFetch`. */
+  fetch: oidc.CustomFetch;
+  close(): Promise<void>;
+}
+
+/**
+ * The HTTP client of `login`'s requests to the token endpoint: undici through the same kind of
+ * dispatcher the operator's `TokenClient` uses — Node's roots plus `caFile` (`--ca-file`), and
+ * `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from `env` (`src/http/proxy.ts`).
+ * @throws CliError when `caFile` cannot be read.
+ */
+export function oauthHttp(caFile: string | undefined, env?: ProxyEnvironment): OAuthHttp {
+  let dispatcher: Dispatcher;
+  try {
+    dispatcher = proxyAwareDispatcher({ agent: { allowH2: true }, tls: tokenEndpointTls(caFile), env });
+  } catch (err) {
+    throw new CliError(`--ca-file ${caFile ?? ""} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  return {
+    fetch: (url, options) =>
+      undiciFetch(url, { ...options, dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>,
+    close: () => dispatcher.close(),
+  };
+}
+
 /**
  * Runs the whole login. Resolves to the exit code.
  * @throws CliError: usage (2) for bad options; failure (1) for a port in use, denied consent, a
@@ -373,7 +405,13 @@ export async function login(
   io: LoginIO = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) },
 ): Promise<number> {
   const plan = planLogin(o);
-  const k = o.print ? undefined : await connectKube(o);
+  const http = oauthHttp(o.caFile);
+  const k = o.print
+    ? undefined
+    : await connectKube(o).catch(async (err: unknown) => {
+        await http.close();
+        throw err;
+      });
   try {
     if (k) {
       // Fail before the user consents when the Secret cannot be read (RBAC, wrong cluster).
@@ -393,9 +431,11 @@ export async function login(
     );
     if (o.allowInsecureTokenUrl) oidc.allowInsecureRequests(config);
     config.timeout = 30;
+    config[oidc.customFetch] = http.fetch;
 
-    const pkce = createPkcePair();
-    const state = createState();
+    const codeVerifier = oidc.randomPKCECodeVerifier();
+    const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
+    const state = oidc.randomState();
     const listener = await listenForRedirect(plan, state);
     let timer: NodeJS.Timeout | undefined;
     let callback: URL;
@@ -403,8 +443,8 @@ export async function login(
       const authUrl = oidc.buildAuthorizationUrl(config, {
         redirect_uri: plan.redirect.href,
         scope: plan.scopes.join(" "),
-        code_challenge: pkce.challenge,
-        code_challenge_method: pkce.method,
+        code_challenge: codeChallenge,
+        code_challenge_method: "S256",
         state,
       });
       io.err(`Open this URL in a browser, sign in to Nexar and approve access:\n\n  ${authUrl.href}\n\n`);
@@ -431,7 +471,7 @@ export async function login(
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
     try {
       tokens = await oidc.authorizationCodeGrant(config, callback, {
-        pkceCodeVerifier: pkce.verifier,
+        pkceCodeVerifier: codeVerifier,
         expectedState: state,
       });
     } catch (err) {
@@ -466,6 +506,7 @@ export async function login(
     return EXIT_OK;
   } finally {
     await k?.kube.close();
+    await http.close();
   }
 }
 
@@ -509,6 +550,11 @@ export function loginCommand(): Command {
         "--allow-insecure-token-url",
         "DEVELOPMENT ONLY: accept http:// endpoints (a loopback test server)",
       ).default(false),
+    )
+    .addOption(
+      new Option("--ca-file <path>", "extra CA bundle (PEM) trusted for the token endpoint").env(
+        "NEXAR_OPERATOR_CA_FILE",
+      ),
     )
     .addOption(new Option("--print", "print the refresh token to stdout instead of writing a Secret").default(false))
     .addOption(new Option("--no-browser", "do not try to open a browser; just print the URL"))

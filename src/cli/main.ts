@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { run, type RunOptions } from "./run.ts";
 import { loginCommand } from "./login.ts";
 import { refreshCommand } from "./refresh.ts";
-import { exitOnUsageError, statusCommand } from "./status.ts";
+import { exitOnUsageError, kubeconfigOptions, statusCommand } from "./status.ts";
 import { tokenCommand } from "./token.ts";
 
 /** Version from package.json (read at start; the file ships in the image). */
@@ -28,14 +28,11 @@ const program = new Command()
 // Exit codes of every verb: 0 ok, 1 failure, 2 usage error (docs/cli.md); inherited by `run`.
 program.exitOverride(exitOnUsageError);
 
-program
+const runCommand = program
   .command("run")
-  .description("Run the controller (watches NexarTokens, writes token Secrets).")
-  .addOption(
-    new Option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)").env(
-      "KUBECONFIG",
-    ),
-  )
+  .description("Run the controller (watches NexarTokens, writes token Secrets).");
+for (const o of kubeconfigOptions()) runCommand.addOption(o);
+runCommand
   .addOption(
     new Option("--namespaces <list>", "comma-separated namespaces to watch; empty = all")
       .env("NEXAR_OPERATOR_NAMESPACES")

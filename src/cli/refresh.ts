@@ -10,6 +10,7 @@ import { ANNOTATION_REFRESH_REQUESTED_AT } from "../api/constants.ts";
 import type { NexarToken } from "../api/types.ts";
 import { KubeApiError } from "../kube/client.ts";
 import { nexarTokenPath } from "../kube/paths.ts";
+import { CREDENTIAL_REASONS } from "../renewal/backoff.ts";
 import {
   CliError,
   EXIT_OK,
@@ -19,28 +20,14 @@ import {
   runAction,
   usageError,
   withKubeOptions,
+  type KubeFlags,
 } from "./status.ts";
 
 /** Options of `refresh`. */
-export interface RefreshOptions {
-  kubeconfig?: string;
-  namespace?: string;
+export interface RefreshOptions extends KubeFlags {
   /** Go duration, e.g. `60s`. */
   timeout: string;
 }
-
-/**
- * Ready reasons after which waiting is pointless until someone acts (long-backoff failures,
- * SPEC §3.4): a new failure with one of these ends the wait with exit code 1.
- */
-const PERMANENT_REASONS = new Set([
-  "InvalidClient",
-  "UnauthorizedClient",
-  "InvalidScope",
-  "InvalidGrant",
-  "RefreshTokenInvalid",
-  "AccessDenied",
-]);
 
 /** Verdict on a NexarToken after a refresh request. */
 export type RefreshProgress =
@@ -69,7 +56,7 @@ export function judgeRefresh(
   const newFailure =
     (s.failedAttempts ?? 0) > 0 &&
     (s.failedAttempts !== before.failedAttempts || s.lastFailureTime !== before.lastFailureTime);
-  if (newFailure && ready?.status === "False" && PERMANENT_REASONS.has(ready.reason ?? "")) {
+  if (newFailure && ready?.status === "False" && CREDENTIAL_REASONS.has(ready.reason ?? "")) {
     return { state: "failed", reason: ready.reason ?? "", message: ready.message ?? "" };
   }
   return { state: "waiting", reason: ready?.reason, message: ready?.message };

@@ -1,21 +1,24 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { KubeConfig } from "../kube/kubeconfig.ts";
+import { loadKubeConfig } from "../kube/config.ts";
 import type { LevelWithSilent } from "pino";
 import { KubeClient } from "../kube/client.ts";
 import { createLogger } from "../observability/logger.ts";
 import { TokenClient } from "../oauth/index.ts";
 import { parseGoDuration } from "../api/duration.ts";
 import { Manager } from "../controller/manager.ts";
-import { Issuer } from "../controller/issuer.ts";
+import { Issuer } from "../issuance/issuer.ts";
 import type { PromMetrics } from "../observability/metrics.ts";
 import { LeaderElector } from "../kube/leaderelection.ts";
 import { KubeLeaseLock } from "../kube/lease.ts";
 
 /** Options of `nexar-token-operator run` (flags, each with an environment variable). */
 export interface RunOptions {
+  /** `--kubeconfig`: one file; unset: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account. */
   kubeconfig?: string;
+  /** `--context`: a context of the kubeconfig instead of its current-context. */
+  context?: string;
   namespaces: string;
   logLevel: string;
   httpAddress: string;
@@ -63,7 +66,8 @@ export function leaderIdentity(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * Runs the controller until SIGTERM/SIGINT, then shuts down gracefully: stop intake, finish
- * in-flight reconciles, release the leader Lease, exit 0. Returns the process exit code.
+ * in-flight reconciles, release the leader Lease, exit 0. Returns the process exit code (1 at
+ * once when the kubeconfig cannot be loaded or its credentials cannot be had).
  *
  * With leader election every replica runs the informers (warm caches, `/readyz` ready as
  * standby) and only the leader runs workers. A replica that loses the Lease, or cannot renew it
@@ -72,10 +76,14 @@ export function leaderIdentity(env: NodeJS.ProcessEnv = process.env): string {
  */
 export async function run(o: RunOptions, version: string): Promise<number> {
   const logger = createLogger(o.logLevel as LevelWithSilent);
-  const kc = new KubeConfig();
-  if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
-  else kc.loadFromDefault();
-  const kube = await KubeClient.create(kc);
+  let kube: KubeClient;
+  try {
+    kube = await KubeClient.create(await loadKubeConfig({ kubeconfig: o.kubeconfig, context: o.context }));
+  } catch (err) {
+    // The message names the kubeconfig file, context or user, never a credential.
+    logger.fatal({ err: (err as Error).message }, "cannot connect to Kubernetes");
+    return 1;
+  }
   let metrics: PromMetrics | undefined;
   const timeoutMs = parseGoDuration(o.requestTimeout) * 1000;
   const tokens = new TokenClient({

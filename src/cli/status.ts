@@ -1,10 +1,10 @@
 /**
  * `nexar-token-operator status`: a table of NexarTokens (Ready, reason, expiry, renewal), and the
- * pieces every client verb shares: exit codes, errors, the `--kubeconfig` / `-n` options and the
- * connection to the Kubernetes API.
+ * pieces every client verb shares: exit codes, errors, kubectl's connection options
+ * (`--kubeconfig`, `--context`, `--as`, `--as-group`, `-n`) and the connection to the Kubernetes API.
  */
 import { parseGoDuration } from "../api/duration.ts";
-import { KubeConfig } from "../kube/kubeconfig.ts";
+import { loadKubeConfig } from "../kube/config.ts";
 import { Command, Option, type CommanderError } from "commander";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
 import { nexarTokenPath } from "../kube/paths.ts";
@@ -63,15 +63,42 @@ export function newVerb(name: string, description: string): Command {
     .showHelpAfterError("(add --help for usage)");
 }
 
-/** Adds `--kubeconfig <path>` (env `KUBECONFIG`) and `-n, --namespace <ns>` to `cmd`. */
+/** kubectl's connection options as commander parses them ({@link withKubeOptions}). */
+export interface KubeFlags {
+  /** `--kubeconfig`: one file; unset: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account. */
+  kubeconfig?: string;
+  /** `--context`: a context of the kubeconfig instead of its current-context. */
+  context?: string;
+  /** `--as`: user to impersonate. */
+  as?: string;
+  /** `--as-group`: groups to impersonate (repeatable; needs `--as`). */
+  asGroup?: string[];
+  /** `-n, --namespace`. */
+  namespace?: string;
+}
+
+/** `--kubeconfig` and `--context`, shared by every verb that reaches Kubernetes (`run` too). */
+export function kubeconfigOptions(): Option[] {
+  return [
+    new Option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)"),
+    new Option("--context <name>", "kubeconfig context to use (default: its current-context)"),
+  ];
+}
+
+/**
+ * Adds kubectl's connection options to `cmd`: `--kubeconfig <path>`, `--context <name>`,
+ * `--as <user>`, `--as-group <group>` (repeatable) and `-n, --namespace <ns>`.
+ */
 export function withKubeOptions(
   cmd: Command,
   namespaceHelp = 'namespace (default: the kubeconfig context\'s, else "default")',
 ): Command {
+  for (const o of kubeconfigOptions()) cmd.addOption(o);
   return cmd
+    .addOption(new Option("--as <user>", "user to impersonate for the operation"))
     .addOption(
-      new Option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)").env(
-        "KUBECONFIG",
+      new Option("--as-group <group>", "group to impersonate (repeatable; needs --as)").argParser(
+        (v: string, prev: string[] = []) => [...prev, v],
       ),
     )
     .addOption(new Option("-n, --namespace <ns>", namespaceHelp));
@@ -87,23 +114,26 @@ export interface KubeContext {
 }
 
 /**
- * Connects through `kubeconfig` (a path; else `$KUBECONFIG`, `~/.kube/config` or the in-cluster
- * service account, client-node's `loadFromDefault`).
- * @throws CliError (exit 1) when the kubeconfig cannot be loaded or has no current cluster.
+ * Connects as kubectl would with the same flags: the kubeconfig (`--kubeconfig`, else
+ * `$KUBECONFIG`, `~/.kube/config` or the in-cluster service account), its `--context`, and
+ * impersonation (`--as`, `--as-group`).
+ * @throws CliError: usage (2) for `--as-group` without `--as`; failure (1) when the kubeconfig
+ *   cannot be loaded or its credentials cannot be had (the message names file, context and user,
+ *   never a credential).
  */
-export async function connectKube(o: { kubeconfig?: string; namespace?: string }): Promise<KubeContext> {
-  const kc = new KubeConfig();
+export async function connectKube(o: KubeFlags): Promise<KubeContext> {
+  if (o.asGroup?.length && !o.as) throw usageError("--as-group needs --as (a user to impersonate)");
+  let kc;
   try {
-    if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
-    else kc.loadFromDefault();
+    kc = await loadKubeConfig({ kubeconfig: o.kubeconfig, context: o.context });
   } catch (err) {
-    throw new CliError(`cannot load kubeconfig${o.kubeconfig ? ` ${o.kubeconfig}` : ""}: ${(err as Error).message}`);
+    throw new CliError(`cannot load the kubeconfig: ${(err as Error).message}`);
   }
   let kube: KubeClient;
   try {
-    kube = await KubeClient.create(kc);
+    kube = await KubeClient.create(kc, { impersonate: { user: o.as, groups: o.asGroup } });
   } catch (err) {
-    throw new CliError(`no usable Kubernetes cluster in the kubeconfig: ${(err as Error).message}`);
+    throw new CliError(`cannot connect to Kubernetes: ${(err as Error).message}`);
   }
   const contextNs = kc.getContextObject(kc.getCurrentContext())?.namespace;
   return { kube, namespace: o.namespace || contextNs || "default", server: kube.server };
@@ -185,9 +215,7 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
 }
 
 /** Options of `status`. */
-export interface StatusOptions {
-  kubeconfig?: string;
-  namespace?: string;
+export interface StatusOptions extends KubeFlags {
   allNamespaces?: boolean;
 }
 

@@ -20,10 +20,11 @@ import {
   runAction,
   usageError,
   withKubeOptions,
+  type KubeFlags,
 } from "./status.ts";
 
 /** Options of `token` as commander parses them. */
-export interface TokenOptions {
+export interface TokenOptions extends KubeFlags {
   clientId?: string;
   clientSecret?: string;
   fromSecret?: string;
@@ -36,8 +37,8 @@ export interface TokenOptions {
   timeout: string;
   json: boolean;
   decode: boolean;
-  kubeconfig?: string;
-  namespace?: string;
+  /** Extra CA bundle (PEM) trusted for the token endpoint, besides Node's roots. */
+  caFile?: string;
 }
 
 /** Where the client id and secret come from. */
@@ -133,7 +134,7 @@ export async function token(
   if (source.kind === "values") {
     ({ clientId, clientSecret } = source);
   } else {
-    const ctx = await connectKube({ kubeconfig: o.kubeconfig, namespace: source.namespace ?? o.namespace });
+    const ctx = await connectKube({ ...o, namespace: source.namespace ?? o.namespace });
     try {
       const secret = await ctx.kube.getOrUndefined<Secret>(secretPath(ctx.namespace, source.name));
       if (!secret) throw new CliError(`Secret ${ctx.namespace}/${source.name} not found`);
@@ -155,6 +156,7 @@ export async function token(
     headersTimeoutMs: timeoutMs,
     bodyTimeoutMs: timeoutMs,
     userAgent: "nexar-token-operator-cli",
+    caFile: o.caFile,
   });
   let issued: IssuedToken;
   try {
@@ -207,6 +209,11 @@ export function tokenCommand(): Command {
         .default("ClientSecretPost"),
     )
     .addOption(new Option("--allow-insecure-token-url", "DEVELOPMENT ONLY: accept an http:// token URL").default(false))
+    .addOption(
+      new Option("--ca-file <path>", "extra CA bundle (PEM) trusted for the token endpoint").env(
+        "NEXAR_OPERATOR_CA_FILE",
+      ),
+    )
     .addOption(new Option("--timeout <duration>", "request timeout (Go duration)").default("15s"))
     .addOption(
       new Option("--json", "print a JSON document (access_token, token_type, expires_in, expires_at, scope)").default(

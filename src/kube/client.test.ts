@@ -1,62 +1,52 @@
 /**
- * KubeClient's transport against real loopback servers: HTTP/2 multiplexing, reconnecting after
- * the server closes the connection, HTTP/1.1 when the server does not offer HTTP/2, the PING
- * health check on a silent peer, and watch-stream framing.
+ * KubeClient against real loopback servers: HTTP/2 multiplexing, a new connection after GOAWAY,
+ * HTTP/1.1 when the server does not offer HTTP/2, the PING health check on a dead peer and on a
+ * quiet watch, deadlines, watch-stream framing, and credentials from client-node's KubeConfig
+ * (one exec-plugin run for concurrent requests, new connections for a new client certificate,
+ * impersonation headers).
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import type { TLSSocket } from "node:tls";
 import { join } from "node:path";
-import tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { KubeApiError, KubeClient, type WatchEvent } from "./client.ts";
-import { Http2Connection, type Http2Timing } from "./h2.ts";
-import { KubeConfig } from "./kubeconfig.ts";
+import { KubeApiError, KubeClient, type KubeClientOptions, type WatchEvent } from "./client.ts";
+import { loadKubeConfig } from "./config.ts";
+import { selfSigned as selfSignedIn } from "../../test/harness/self-signed.ts";
 
 let dir: string;
 let key: Buffer;
 let cert: Buffer;
 const cleanups: (() => unknown)[] = [];
 
+const selfSigned = (name: string, cn: string) => selfSignedIn(dir, name, cn);
+
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "kube-client-test-"));
-  // openssl is needed by the integration harness too (its PKI).
-  execFileSync(
-    "openssl",
-    [
-      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
-      ...["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1"],
-      ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-    ],
-    { stdio: "ignore" },
-  );
-  key = readFileSync(join(dir, "key.pem"));
-  cert = readFileSync(join(dir, "cert.pem"));
+  ({ cert, key } = selfSigned("server", "127.0.0.1"));
 });
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A kubeconfig for `server` trusting the test certificate, loaded. */
-function kubeconfig(server: string): KubeConfig {
+/** Writes a kubeconfig for `server` trusting the test certificate; `user` defaults to a bearer token. */
+function kubeconfigFile(server: string, user: Record<string, unknown> = { token: "test-token" }): string {
   const path = join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`);
   writeFileSync(
     path,
     stringify({
       "current-context": "t",
       clusters: [{ name: "t", cluster: { server, "certificate-authority-data": cert.toString("base64") } }],
-      users: [{ name: "t", user: { token: "test-token" } }],
+      users: [{ name: "t", user }],
       contexts: [{ name: "t", context: { cluster: "t", user: "t" } }],
     }),
   );
-  const kc = new KubeConfig();
-  kc.loadFromFile(path);
-  return kc;
+  return path;
 }
 
 async function listen(server: {
@@ -69,15 +59,19 @@ async function listen(server: {
   return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function client(server: string): Promise<KubeClient> {
-  const c = await KubeClient.create(kubeconfig(server), 5_000);
-  cleanups.push(() => c.close());
+async function client(server: string, o: KubeClientOptions = {}, user?: Record<string, unknown>): Promise<KubeClient> {
+  const c = await KubeClient.create(await loadKubeConfig({ kubeconfig: kubeconfigFile(server, user) }), {
+    timeoutMs: 5_000,
+    env: {},
+    ...o,
+  });
+  cleanups.push(() => c.close(0));
   return c;
 }
 
 /** An HTTP/2 server answering `GET /things/<name>` with JSON, 404 for `missing`; counts sessions. */
 async function h2Server(onSession?: (s: http2.ServerHttp2Session, n: number) => void) {
-  const stats = { sessions: 0, requests: 0, authorization: new Set<string>() };
+  const stats = { sessions: 0, requests: 0, headers: [] as http2.IncomingHttpHeaders[] };
   const server = http2.createSecureServer({ key, cert });
   server.on("session", (s) => {
     stats.sessions++;
@@ -85,7 +79,7 @@ async function h2Server(onSession?: (s: http2.ServerHttp2Session, n: number) => 
   });
   server.on("stream", (stream, headers) => {
     stats.requests++;
-    stats.authorization.add(String(headers.authorization));
+    stats.headers.push(headers);
     const name = String(headers[":path"]).split("/").pop() ?? "";
     if (name === "missing") {
       stream.respond({ ":status": 404, "content-type": "application/json" });
@@ -98,27 +92,37 @@ async function h2Server(onSession?: (s: http2.ServerHttp2Session, n: number) => 
   return { url: await listen(server), stats };
 }
 
-/** An Http2Connection to a peer that agrees on ALPN h2 and then is silent: no SETTINGS, no response, no PING answer. */
-async function silentConnection(timing: Http2Timing): Promise<Http2Connection> {
-  const server = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
-    socket.on("data", () => {});
-    cleanups.push(() => socket.destroy());
+/**
+ * A TCP relay to `target` whose open connections can go dead: after `freeze()` they forward
+ * nothing either way and close nothing — a peer that vanished without a FIN or RST (a dropped NAT
+ * entry, a hung host). Connections accepted later work.
+ */
+async function relay(target: string) {
+  const { hostname, port } = new URL(target);
+  const pairs: [Socket, Socket][] = [];
+  const frozen = new Set<Socket>();
+  const server = createServer((c) => {
+    const u = connect({ host: hostname, port: Number(port) });
+    pairs.push([c, u]);
+    c.on("data", (b) => frozen.has(c) || u.write(b));
+    u.on("data", (b) => frozen.has(c) || c.write(b));
+    c.on("error", () => {});
+    u.on("error", () => {});
   });
-  const conn = new Http2Connection(await listen(server), { ca: cert }, timing);
-  cleanups.push(() => conn.close(0));
-  return conn;
+  const url = await listen(server);
+  cleanups.push(() => pairs.flat().forEach((s) => s.destroy()));
+  return { url, freeze: () => pairs.forEach(([c]) => frozen.add(c)), connections: () => pairs.length };
 }
 
 describe("KubeClient over HTTP/2", () => {
-  it("multiplexes concurrent requests over one connection and reports API errors", async () => {
+  it("multiplexes concurrent requests over one connection, sends the bearer token and reports API errors", async () => {
     const { url, stats } = await h2Server();
     const c = await client(url);
     const names = Array.from({ length: 40 }, (_, i) => `n${i}`);
     const got = await Promise.all(names.map((n) => c.request<{ metadata: { name: string } }>("GET", `/things/${n}`)));
     expect(got.map((o) => o.metadata.name)).toEqual(names);
-    expect(c.http2).toBe(true);
     expect(stats.sessions).toBe(1);
-    expect(stats.authorization).toEqual(new Set(["Bearer test-token"]));
+    expect(new Set(stats.headers.map((h) => h.authorization))).toEqual(new Set(["Bearer test-token"]));
     const err = await c.request("GET", "/things/missing").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeApiError);
     expect(err).toMatchObject({ status: 404, reason: "NotFound" });
@@ -137,76 +141,82 @@ describe("KubeClient over HTTP/2", () => {
   });
 
   it("uses HTTP/1.1 when the server does not offer HTTP/2", async () => {
+    const versions: string[] = [];
     const server = createHttpsServer({ key, cert }, (req, res) => {
+      versions.push(req.httpVersion);
       res.setHeader("content-type", "application/json");
       res.end(JSON.stringify({ metadata: { name: req.url?.split("/").pop() } }));
     });
     const c = await client(await listen(server));
     await expect(c.request("GET", "/things/x")).resolves.toEqual({ metadata: { name: "x" } });
-    expect(c.http2).toBe(false);
     await expect(c.request("GET", "/things/y")).resolves.toEqual({ metadata: { name: "y" } });
+    expect(versions).toEqual(["1.1", "1.1"]);
   });
 
-  it("fails a request on a silent connection once a PING goes unanswered", async () => {
-    const conn = await silentConnection({ readIdleMs: 200, pingTimeoutMs: 200 });
-    // Without the health check this would wait forever (no request deadline here).
-    await expect(conn.request("GET", "/things/a", {}, undefined, undefined)).rejects.toThrow();
+  it("keeps a quiet watch open while its PINGs are answered", async () => {
+    let pings = 0;
+    const server = http2.createSecureServer({ key, cert });
+    server.on("session", (s) => s.on("ping", () => pings++));
+    server.on("stream", (stream) => {
+      stream.on("error", () => {});
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.write(""); // and then nothing: a quiet watch
+    });
+    const c = await client(await listen(server), { pingIntervalMs: 100 });
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const watching = c.watch("/things", { idleTimeoutMs: 60_000, signal: stop.signal }, () => {});
+    watching.catch(() => {});
+    const outcome = await Promise.race([
+      watching.then(
+        () => "ended",
+        () => "failed",
+      ),
+      new Promise((r) => setTimeout(r, 1_000, "open")),
+    ]);
+    expect(outcome).toBe("open");
+    expect(pings).toBeGreaterThanOrEqual(3);
   });
 
-  it("a request timing out checks its connection at once: an unanswered PING fails the other streams", async () => {
-    // The quiet-period check alone would take a minute.
-    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 200 });
-    const waiting = conn.request("GET", "/things/a", {}, undefined, undefined);
-    waiting.catch(() => {});
-    await expect(conn.request("GET", "/things/b", {}, undefined, AbortSignal.timeout(100))).rejects.toThrow();
-    await expect(waiting).rejects.toThrow();
+  it("fails a watch on a dead peer once a PING goes unanswered, and reconnects", async () => {
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream, headers) => {
+      stream.on("error", () => {});
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      if (!String(headers[":path"]).includes("watch=1")) return void stream.end("{}");
+      stream.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"1"}}}\n');
+    });
+    const dead = await relay(await listen(server));
+    const c = await client(dead.url, { pingIntervalMs: 200 });
+    let events = 0;
+    const watching = c.watch("/things", { idleTimeoutMs: 60_000 }, () => events++);
+    watching.catch(() => {});
+    await expect.poll(() => events).toBe(1);
+    dead.freeze();
+    // Without the health check this would wait for the idle timeout (a minute).
+    const started = performance.now();
+    await expect(watching).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(10_000);
+    await expect(c.request("GET", "/things/after")).resolves.toEqual({});
+    expect(dead.connections()).toBe(2);
   });
 
-  it("a request past its deadline fails with a TimeoutError and checks its connection", async () => {
-    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 200 });
-    const waiting = conn.request("GET", "/things/a", {}, undefined, undefined);
-    waiting.catch(() => {});
-    const started = Date.now();
-    const err = await conn.request("GET", "/things/b", {}, undefined, undefined, 100).catch((e: unknown) => e);
-    expect(err).toMatchObject({ name: "TimeoutError" });
-    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
-    await expect(waiting).rejects.toThrow(); // the check's PING went unanswered
-  });
-
-  it("deadlines run on the monotonic clock: a wall-clock step does not fire them", async () => {
-    const conn = await silentConnection({ readIdleMs: 60_000, pingTimeoutMs: 60_000 });
-    const pending = conn.request("GET", "/things/a", {}, undefined, undefined, 2_000);
-    pending.catch(() => {});
-    const realNow = Date.now.bind(Date);
-    const step = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 3_600_000); // NTP step, VM resume
-    try {
-      const outcome = await Promise.race([
-        pending.then(
-          () => "answered",
-          (e: Error) => e.name,
-        ),
-        new Promise((r) => setTimeout(r, 600, "pending")),
-      ]);
-      expect(outcome).toBe("pending");
-    } finally {
-      step.mockRestore();
-    }
-  });
-
-  it("KubeClient's deadline covers the body too, and leaves watches alone", async () => {
+  it("a request past its deadline fails (headers, then the body), and watches are left alone", async () => {
     const server = http2.createSecureServer({ key, cert });
     server.on("stream", (stream, headers) => {
       stream.on("error", () => {}); // the client's cancel
+      const path = String(headers[":path"]);
+      if (path.endsWith("/no-headers")) return; // never answers
       stream.respond({ ":status": 200, "content-type": "application/json" });
-      stream.write(String(headers[":path"]).includes("watch=1") ? "" : '{"metadata":'); // then nothing
+      stream.write(path.includes("watch=1") ? "" : '{"metadata":'); // then nothing
     });
-    const c = await KubeClient.create(kubeconfig(await listen(server)), 300);
+    const c = await client(await listen(server), { timeoutMs: 300 });
     const stop = new AbortController();
-    cleanups.push(() => c.close());
     cleanups.push(() => stop.abort());
     const watching = c.watch("/things", { idleTimeoutMs: 5_000, signal: stop.signal }, () => {});
     watching.catch(() => {});
-    await expect(c.request("GET", "/things/slow")).rejects.toMatchObject({ name: "TimeoutError" });
+    await expect(c.request("GET", "/things/no-headers")).rejects.toMatchObject({ code: "UND_ERR_HEADERS_TIMEOUT" });
+    await expect(c.request("GET", "/things/slow")).rejects.toMatchObject({ code: "UND_ERR_BODY_TIMEOUT" });
     const outcome = await Promise.race([
       watching.then(
         () => "ended",
@@ -217,41 +227,30 @@ describe("KubeClient over HTTP/2", () => {
     expect(outcome).toBe("open");
   });
 
-  it("keeps the server URL's path and encodes the query", async () => {
-    const paths: string[] = [];
+  it("ends a watch that receives nothing, not even a bookmark, for its idle timeout", async () => {
     const server = http2.createSecureServer({ key, cert });
-    server.on("stream", (stream, headers) => {
-      paths.push(String(headers[":path"]));
+    server.on("stream", (stream) => {
+      stream.on("error", () => {});
       stream.respond({ ":status": 200, "content-type": "application/json" });
-      stream.end("{}");
+      stream.write("");
     });
-    const c = await client(`${await listen(server)}/k8s/clusters/c-1/`);
+    const c = await client(await listen(server));
+    await expect(c.watch("/things", { idleTimeoutMs: 300 }, () => {})).rejects.toMatchObject({
+      code: "UND_ERR_BODY_TIMEOUT",
+    });
+  });
+
+  it("keeps the server URL's path and encodes the query", async () => {
+    const { url, stats } = await h2Server();
+    const c = await client(`${url}/k8s/clusters/c-1/`);
     await c.request("GET", "/api/v1/secrets", {
       query: { labelSelector: "a=b,c in (d)", limit: 500, continue: undefined },
     });
     await c.request("GET", "/api/v1/namespaces/x/secrets/y");
-    expect(paths).toEqual([
+    expect(stats.headers.map((h) => h[":path"])).toEqual([
       "/k8s/clusters/c-1/api/v1/secrets?labelSelector=a%3Db%2Cc+in+%28d%29&limit=500",
       "/k8s/clusters/c-1/api/v1/namespaces/x/secrets/y",
     ]);
-  });
-
-  it("keeps PINGing a quiet connection with an open stream, once per quiet period", async () => {
-    let pings = 0;
-    const server = http2.createSecureServer({ key, cert });
-    server.on("session", (s) => s.on("ping", () => pings++));
-    server.on("stream", (stream) => {
-      stream.respond({ ":status": 200 });
-      stream.write("{}"); // and then nothing: a quiet watch
-    });
-    const url = await listen(server);
-    const conn = new Http2Connection(url, { ca: cert }, { readIdleMs: 100, pingTimeoutMs: 1_000 });
-    cleanups.push(() => conn.close(0));
-    const res = await conn.request("GET", "/watch", {}, undefined, undefined);
-    res.stream.on("data", () => {});
-    await new Promise((r) => setTimeout(r, 800));
-    expect(pings).toBeGreaterThanOrEqual(3);
-    expect(res.stream.destroyed).toBe(false); // answered PINGs keep the connection
   });
 
   it("delivers watch events split anywhere across chunks, multi-byte characters included", async () => {
@@ -277,5 +276,94 @@ describe("KubeClient over HTTP/2", () => {
     const seen: WatchEvent<unknown>[] = [];
     await c.watch("/things", { idleTimeoutMs: 5_000 }, (ev) => seen.push(ev));
     expect(seen).toEqual(events);
+  });
+});
+
+describe("KubeClient credentials (client-node KubeConfig)", () => {
+  it("runs an exec plugin once for requests that start together, and again once its credential expired", async () => {
+    const { url, stats } = await h2Server();
+    const count = join(dir, "exec-count");
+    const plugin = join(dir, "plugin.mjs");
+    writeFileSync(count, "");
+    // An ExecCredential that is already expired: client-node runs the plugin for every lookup.
+    writeFileSync(
+      plugin,
+      `import { appendFileSync } from "node:fs";
+appendFileSync(${JSON.stringify(count)}, "x");
+process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential",
+  status: { token: "exec-token", expirationTimestamp: new Date(Date.now() - 1000).toISOString() } }));
+`,
+    );
+    const c = await client(
+      url,
+      {},
+      { exec: { apiVersion: "client.authentication.k8s.io/v1", command: process.execPath, args: [plugin] } },
+    );
+    const runs = () => readFileSync(count, "utf8").length;
+    expect(runs()).toBe(1); // create() reads the credentials once
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.request("GET", `/things/p${i}`)));
+    expect(runs()).toBe(2);
+    await c.request("GET", "/things/later");
+    expect(runs()).toBe(3);
+    expect(new Set(stats.headers.map((h) => h.authorization))).toEqual(new Set(["Bearer exec-token"]));
+  });
+
+  it("an exec plugin that fails names the kubeconfig user, never its output", async () => {
+    const plugin = join(dir, "bad-plugin.mjs");
+    writeFileSync(plugin, `process.stdout.write("not json, secret-output-value");`);
+    const kc = await loadKubeConfig({
+      kubeconfig: kubeconfigFile("https://127.0.0.1:1", { exec: { command: process.execPath, args: [plugin] } }),
+    });
+    const err = (await KubeClient.create(kc).catch((e: unknown) => e)) as Error;
+    expect(err.message).toBe(
+      'credentials of kubeconfig user "t": the exec plugin printed no valid ExecCredential JSON',
+    );
+    const missing = await loadKubeConfig({
+      kubeconfig: kubeconfigFile("https://127.0.0.1:1", { exec: { command: "/nonexistent/kube-plugin" } }),
+    });
+    await expect(KubeClient.create(missing)).rejects.toThrow('"/nonexistent/kube-plugin" not found');
+  });
+
+  it("makes new connections with a rotated client certificate file", async () => {
+    const first = selfSigned("client-a", "alice");
+    const certPath = join(dir, "client.pem");
+    const keyPath = join(dir, "client-key.pem");
+    writeFileSync(certPath, first.cert);
+    writeFileSync(keyPath, first.key);
+    const seen: string[] = [];
+    const server = http2.createSecureServer({ key, cert, requestCert: true, rejectUnauthorized: false });
+    server.on("stream", (stream) => {
+      const peer = (stream.session?.socket as TLSSocket).getPeerCertificate();
+      seen.push(String(peer.subject?.CN ?? "none"));
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.end("{}");
+    });
+    const c = await client(await listen(server), {}, { "client-certificate": certPath, "client-key": keyPath });
+    await c.request("GET", "/a");
+    const second = selfSigned("client-b", "bob");
+    writeFileSync(certPath, second.cert);
+    writeFileSync(keyPath, second.key);
+    await c.request("GET", "/b");
+    expect(seen).toEqual(["alice", "bob"]);
+  });
+
+  it("sends impersonation headers, one field per group; a flag's user replaces the kubeconfig's `as`", async () => {
+    const raw: string[][] = [];
+    const server = createHttpsServer({ key, cert }, (req, res) => {
+      raw.push(req.rawHeaders);
+      res.setHeader("content-type", "application/json");
+      res.end("{}");
+    });
+    const url = await listen(server);
+    const field = (i: number, name: string) =>
+      (raw[i] ?? []).filter((_, j, a) => j % 2 === 1 && a[j - 1]?.toLowerCase() === name);
+    const c = await client(url, { impersonate: { user: "jane", groups: ["dev", "ops"] } }, { token: "t", as: "kim" });
+    await c.request("GET", "/things/a");
+    expect(field(0, "impersonate-user")).toEqual(["jane"]);
+    expect(field(0, "impersonate-group")).toEqual(["dev", "ops"]);
+    const plain = await client(url, {}, { token: "t", as: "kim" });
+    await plain.request("GET", "/things/b");
+    expect(field(1, "impersonate-user")).toEqual(["kim"]);
+    expect(field(1, "impersonate-group")).toEqual([]);
   });
 });

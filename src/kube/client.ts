@@ -1,14 +1,10 @@
-import type { KubeConfig as LocalKubeConfig } from "./kubeconfig.ts";
-
-/** What the client needs of a kubeconfig (client-node's KubeConfig fits too). */
-type KubeConfig = Pick<LocalKubeConfig, "getCurrentCluster" | "applyToHTTPSOptions">;
-import { Agent, request, type Dispatcher } from "undici";
-import type { Readable } from "node:stream";
-import { Http2Connection, Http2UnsupportedError, type TlsSettings } from "./h2.ts";
+import type { ConnectionOptions } from "node:tls";
+import type { Dispatcher } from "undici";
+import { proxyAwareDispatcher, type ProxyEnvironment } from "../http/proxy.ts";
+import type { KubeConfig } from "./config.ts";
 
 import type { KubeObject } from "../api/meta.ts";
 export type { KubeObject, ObjectMeta, OwnerReference } from "../api/meta.ts";
-
 /** A `core/v1` Secret; `data` values are base64 (Kubernetes API reference, Secret v1). */
 export interface Secret extends KubeObject {
   type?: string;
@@ -64,82 +60,163 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-/** A response whose body has not been read: HTTP status and the body as a byte stream. */
-interface RawResponse {
-  status: number;
-  body: Readable;
+/** What {@link KubeClient} needs of a kubeconfig: client-node's `KubeConfig`, loaded (`./config.ts`). */
+export type KubeCredentialSource = Pick<KubeConfig, "getCurrentCluster" | "getCurrentUser" | "applyToHTTPSOptions">;
+
+/** Options of {@link KubeClient.create}. */
+export interface KubeClientOptions {
+  /**
+   * Deadline of a non-watch request, milliseconds (default 30 000): for the response headers,
+   * then again for each gap between body chunks (undici's `headersTimeout`/`bodyTimeout`).
+   */
+  timeoutMs?: number;
+  /**
+   * kubectl's `--as` / `--as-group`: sent as `Impersonate-User` / `Impersonate-Group` (Kubernetes
+   * "User impersonation"). The API server takes each `Impersonate-Group` field as one group, and
+   * undici joins repeated fields into one over HTTP/2, so with two or more groups this client
+   * speaks HTTP/1.1, where each goes out as a field of its own.
+   */
+  impersonate?: { user?: string; groups?: string[] };
+  /** Environment with `HTTPS_PROXY`/`NO_PROXY` (default `process.env`); a cluster's `proxy-url` wins over it. */
+  env?: ProxyEnvironment;
+  /**
+   * Interval of the HTTP/2 PING health check, milliseconds (default 15 000): a PING still
+   * unanswered when the next one is due resets the connection and fails its streams, so a dead
+   * peer is noticed within two intervals even on a quiet watch (client-go: 30 s read-idle + 15 s
+   * PING timeout).
+   */
+  pingIntervalMs?: number;
+}
+
+/** The credentials of one request: headers, and the TLS material the connections were made with. */
+interface Credentials {
+  headers: Readonly<Record<string, string | string[]>>;
+  tls: ConnectionOptions;
+}
+
+/** The two dispatchers of one set of TLS material. */
+interface Transport {
+  tls: ConnectionOptions;
+  requests: Dispatcher;
+  watches: Dispatcher;
+}
+
+const TLS_KEYS = ["ca", "cert", "key", "servername", "rejectUnauthorized"] as const;
+
+/** Same TLS material (PEM buffers or strings compared by content)? */
+function sameTls(a: ConnectionOptions, b: ConnectionOptions): boolean {
+  for (const k of TLS_KEYS) {
+    const x = a[k];
+    const y = b[k];
+    if (x === y) continue;
+    if (x === undefined || y === undefined) return false;
+    if (Buffer.isBuffer(x) && Buffer.isBuffer(y) ? !x.equals(y) : String(x) !== String(y)) return false;
+  }
+  return true;
 }
 
 /**
- * A thin REST client for the Kubernetes API: credentials, TLS and the server address come
- * from a {@link KubeConfig} (kubeconfig file or in-cluster service account). Nothing here knows
- * about NexarTokens.
+ * A thin REST client for the Kubernetes API. Credentials, TLS, the server address and its proxy
+ * come from a client-node `KubeConfig` (kubeconfig file, exec plugin, in-cluster service account
+ * …), asked again before each request — client-node decides what it caches (an exec credential
+ * until its `expirationTimestamp`, a token file for 60 s) and re-reads certificate files; requests
+ * in flight at the same time share one such lookup. Nothing here knows about NexarTokens.
  *
- * Transport: for an `https://` server, one HTTP/2 connection for requests and one for watch
- * streams (so a burst of watch events can never hold up a request such as a Lease renewal), on
- * node:http2 directly — as client-go, which multiplexes a client's requests over one HTTP/2
- * connection. A server that does not offer HTTP/2 (ALPN `h2`), or an `http://` server (such as
- * `kubectl proxy`), is spoken to over HTTP/1.1 with undici, up to 32 kept-alive connections.
+ * Transport: undici, HTTP/2 when the server offers it (ALPN `h2`; kube-apiserver does), else
+ * HTTP/1.1 with up to 32 kept-alive connections. Watches have their own dispatcher, so a burst of
+ * watch events can never hold up a request such as a Lease renewal. A cluster's `proxy-url`, else
+ * `HTTPS_PROXY`/`NO_PROXY`, routes the connections (`src/http/proxy.ts`). When the TLS material
+ * changes (a rotated client certificate, an exec plugin's new one) new connections are made with
+ * it and the old ones close once their requests end.
  */
 export class KubeClient {
+  /** The API server URL, without a trailing slash. */
   readonly server: string;
-  private readonly kc: KubeConfig;
-  private readonly connect: TlsSettings;
-  private readonly timeoutMs: number;
+  private readonly kc: KubeCredentialSource;
+  private readonly origin: string;
   /** Path of the server URL (e.g. `/k8s/clusters/c-1` behind a proxy), without a trailing slash; often empty. */
   private readonly prefix: string;
-  /** HTTP/2 connections (requests, watches); undefined once HTTP/1.1 is in use. */
-  private h2: { requests: Http2Connection; watches: Http2Connection } | undefined;
-  /** HTTP/1.1 pools (requests, watches), made when first needed. */
-  private h1: { requests: Agent; watches: Agent } | undefined;
+  private readonly proxyUrl: string | undefined;
+  private readonly timeoutMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly env: ProxyEnvironment | undefined;
+  private readonly impersonation: Record<string, string | string[]>;
+  private transport: Transport;
+  /** Dispatchers replaced after a TLS change, closing once their requests end. */
+  private readonly retired = new Set<Dispatcher>();
+  /** The credential lookup in progress, shared by the requests that start meanwhile. */
+  private pending: Promise<Credentials> | undefined;
 
-  private constructor(kc: KubeConfig, server: string, connect: TlsSettings, timeoutMs: number) {
+  private constructor(
+    kc: KubeCredentialSource,
+    server: string,
+    proxyUrl: string | undefined,
+    first: Credentials,
+    o: KubeClientOptions,
+  ) {
     this.kc = kc;
     this.server = server.replace(/\/$/, "");
-    this.connect = connect;
-    this.timeoutMs = timeoutMs;
-    const origin = new URL(this.server);
-    this.prefix = origin.pathname.replace(/\/$/, "");
-    if (origin.protocol === "https:") {
-      this.h2 = {
-        requests: new Http2Connection(this.server, connect),
-        watches: new Http2Connection(this.server, connect),
-      };
-    }
+    const url = new URL(this.server);
+    this.origin = url.origin;
+    this.prefix = url.pathname.replace(/\/$/, "");
+    this.proxyUrl = proxyUrl;
+    this.timeoutMs = o.timeoutMs ?? 30_000;
+    this.pingIntervalMs = o.pingIntervalMs ?? 15_000;
+    this.env = o.env;
+    this.impersonation = {};
+    if (o.impersonate?.user) this.impersonation["impersonate-user"] = o.impersonate.user;
+    if (o.impersonate?.groups?.length) this.impersonation["impersonate-group"] = o.impersonate.groups;
+    this.transport = this.connect(first.tls);
   }
 
   /**
-   * Builds a client for the current context of `kc`.
-   * @param timeoutMs deadline of one non-watch request, milliseconds (default 30 000).
-   * @throws Error when the kubeconfig has no current cluster.
+   * Builds a client for the current context of `kc` and reads its credentials once (so an exec
+   * plugin that cannot run fails here).
+   * @throws Error when the kubeconfig has no current cluster, or its credentials cannot be had
+   *   (the message names the kubeconfig user, never a credential).
    */
-  static async create(kc: KubeConfig, timeoutMs = 30_000): Promise<KubeClient> {
+  static async create(kc: KubeCredentialSource, o: KubeClientOptions = {}): Promise<KubeClient> {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
-    const opts: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
-    await kc.applyToHTTPSOptions(opts as never);
-    const connect: TlsSettings = {
-      ca: opts.ca as string | Buffer | undefined,
-      cert: opts.cert as string | Buffer | undefined,
-      key: opts.key as string | Buffer | undefined,
-      rejectUnauthorized: cluster.skipTLSVerify ? false : opts.rejectUnauthorized,
-    };
-    return new KubeClient(kc, cluster.server, connect, timeoutMs);
+    const first = await readCredentials(kc, o.impersonate?.user !== undefined);
+    return new KubeClient(kc, cluster.server, cluster.proxyUrl, first, o);
   }
 
-  /** Whether requests go over HTTP/2 (false: HTTP/1.1). */
-  get http2(): boolean {
-    return this.h2 !== undefined;
+  private connect(tls: ConnectionOptions): Transport {
+    const make = (connections: number | null) =>
+      proxyAwareDispatcher({
+        agent: {
+          allowH2: (this.impersonation["impersonate-group"]?.length ?? 0) < 2,
+          connections,
+          keepAliveTimeout: 30_000,
+          headersTimeout: this.timeoutMs,
+          bodyTimeout: this.timeoutMs,
+          h2Options: { pingInterval: this.pingIntervalMs },
+        },
+        tls,
+        proxyUrl: this.proxyUrl,
+        env: this.env,
+        origin: new URL(this.origin),
+      });
+    return { tls, requests: make(32), watches: make(null) };
   }
 
-  /** Current request headers from the kubeconfig (bearer tokens may rotate, so this is asked per request). */
-  private async authHeaders(): Promise<Record<string, string>> {
-    const opts: { headers?: Record<string, string | number | string[]>; auth?: string } = {};
-    await this.kc.applyToHTTPSOptions(opts as never);
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) out[k.toLowerCase()] = String(v);
-    if (opts.auth) out.authorization = `Basic ${Buffer.from(opts.auth).toString("base64")}`;
-    return out;
+  /** The credentials for the next request (one lookup for all requests that start while it runs). */
+  private credentials(): Promise<Credentials> {
+    this.pending ??= readCredentials(this.kc, this.impersonation["impersonate-user"] !== undefined).finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** The dispatchers for `tls`: the current ones, or new ones when the TLS material changed. */
+  private transportFor(tls: ConnectionOptions): Transport {
+    const t = this.transport;
+    if (sameTls(t.tls, tls)) return t;
+    this.retired.add(t.requests).add(t.watches);
+    for (const d of [t.requests, t.watches]) void d.close().finally(() => this.retired.delete(d));
+    this.transport = this.connect(tls);
+    return this.transport;
   }
 
   /**
@@ -157,23 +234,21 @@ export class KubeClient {
     return this.prefix + (q ? `${path}${path.includes("?") ? "&" : "?"}${q}` : path);
   }
 
-  private pools(): { requests: Agent; watches: Agent } {
-    this.h1 ??= {
-      requests: new Agent({ connections: 32, keepAliveTimeout: 30_000, connect: this.connect, allowH2: false }),
-      watches: new Agent({ keepAliveTimeout: 30_000, connect: this.connect, allowH2: false }),
-    };
-    return this.h1;
-  }
-
-  /** Sends a request and resolves with the status and the unread body (after a 2xx) or throws. */
+  /**
+   * Sends a request; resolves with the response after a 2xx (body unread), or throws.
+   * @param bodyTimeoutMs longest gap between body chunks (a watch: its idle timeout).
+   */
   private async send(
     method: Dispatcher.HttpMethod,
     path: string,
     o: RequestOptions,
-    stream: boolean,
-  ): Promise<RawResponse> {
-    const headers: Record<string, string> = {
-      ...(await this.authHeaders()),
+    watch: boolean,
+    bodyTimeoutMs: number,
+  ): Promise<Dispatcher.ResponseData> {
+    const cred = await this.credentials();
+    const headers: Record<string, string | string[]> = {
+      ...cred.headers,
+      ...this.impersonation,
       accept: o.accept ?? "application/json",
       "user-agent": "nexar-token-operator",
     };
@@ -182,60 +257,32 @@ export class KubeClient {
       body = JSON.stringify(o.body);
       headers["content-type"] = o.contentType ?? "application/json";
     }
-    const target = this.target(path, o.query);
-    // Without the caller's signal a non-watch request has a deadline: the connection's own
-    // deadline sweep over HTTP/2 (no timer per request), an AbortSignal over HTTP/1.1.
-    const deadlineMs = o.signal || stream ? undefined : this.timeoutMs;
-    let res: RawResponse | undefined;
-    const h2 = this.h2;
-    if (h2) {
-      try {
-        const r = await (stream ? h2.watches : h2.requests).request(
-          method,
-          target,
-          headers,
-          body,
-          o.signal,
-          deadlineMs,
-        );
-        res = { status: r.status, body: r.stream };
-      } catch (err) {
-        if (!(err instanceof Http2UnsupportedError)) throw err;
-        // The server speaks HTTP/1.1 only: use it from now on.
-        if (this.h2 === h2) {
-          this.h2 = undefined;
-          void h2.requests.close(0);
-          void h2.watches.close(0);
-        }
-      }
-    }
-    if (!res) {
-      const pools = this.pools();
-      const r = await request(new URL(target, this.server), {
-        method,
-        headers,
-        body,
-        dispatcher: stream ? pools.watches : pools.requests,
-        signal: o.signal ?? (deadlineMs !== undefined ? AbortSignal.timeout(deadlineMs) : undefined),
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: stream ? 0 : this.timeoutMs,
-      });
-      res = { status: r.statusCode, body: r.body };
-    }
-    if (res.status >= 300) {
-      const text = await readText(res.body).catch(() => "");
-      throw toApiError(res.status, text, method, path);
+    const t = this.transportFor(cred.tls);
+    const res = await (watch ? t.watches : t.requests).request({
+      origin: this.origin,
+      path: this.target(path, o.query),
+      method,
+      headers,
+      body,
+      signal: o.signal,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: bodyTimeoutMs,
+    });
+    if (res.statusCode >= 300) {
+      const text = await res.body.text().catch(() => "");
+      throw toApiError(res.statusCode, text, method, path);
     }
     return res;
   }
 
   /**
    * One request; resolves with the parsed JSON body.
-   * @throws KubeApiError on a non-2xx answer; a network, TLS or timeout error otherwise.
+   * @throws KubeApiError on a non-2xx answer; a network, TLS, timeout (undici's
+   *   `HeadersTimeoutError`/`BodyTimeoutError`) or credential error otherwise.
    */
   async request<T>(method: Dispatcher.HttpMethod, path: string, o: RequestOptions = {}): Promise<T> {
-    const res = await this.send(method, path, o, false);
-    return JSON.parse(await readText(res.body)) as T;
+    const res = await this.send(method, path, o, false, this.timeoutMs);
+    return (await res.body.json()) as T;
   }
 
   /** GET that resolves `undefined` on 404 instead of throwing. */
@@ -251,29 +298,20 @@ export class KubeClient {
   /**
    * Opens a watch (`?watch=1`) and calls `onEvent` for each event line, in order. Resolves when
    * the server closes the stream (e.g. after `timeoutSeconds`); rejects on a network error, an
-   * error status, or when nothing (not even a bookmark) arrives for `idleTimeoutMs`.
+   * error status, a dead connection (the PING health check), or when nothing (not even a
+   * bookmark) arrives for `idleTimeoutMs` (undici's `BodyTimeoutError`).
    */
   async watch<T>(
     path: string,
     o: RequestOptions & { idleTimeoutMs: number },
     onEvent: (ev: WatchEvent<T>) => void,
   ): Promise<void> {
-    const ac = new AbortController();
-    const outer = o.signal;
-    const onAbort = () => ac.abort(outer?.reason);
-    outer?.addEventListener("abort", onAbort, { once: true });
-    let idle: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => ac.abort(new Error("watch idle timeout")), o.idleTimeoutMs);
-    };
+    const res = await this.send("GET", path, { ...o, query: { ...o.query, watch: 1 } }, true, o.idleTimeoutMs);
+    const body = res.body;
+    // Errors reach the loop below through the iterator; this listener only keeps a late error
+    // (e.g. after a throwing `onEvent`) from becoming an unhandled 'error'.
+    body.on("error", () => {});
     try {
-      arm();
-      const res = await this.send("GET", path, { ...o, query: { ...o.query, watch: 1 }, signal: ac.signal }, true);
-      const body = res.body;
-      // Errors reach the loop below through the iterator; this listener only keeps a late error
-      // (e.g. the abort in `finally` after a throwing `onEvent`) from becoming an unhandled 'error'.
-      body.on("error", () => {});
       // One JSON object per line (the API server's watch stream framing for JSON). Lines are cut
       // at the byte 0x0A, which UTF-8 never uses inside a multi-byte character, and each line is
       // decoded on its own: no string is built for a whole chunk.
@@ -282,7 +320,6 @@ export class KubeClient {
         if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
       };
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        arm();
         let start = 0;
         let nl = chunk.indexOf(0x0a);
         if (nl !== -1 && pending.length > 0) {
@@ -300,38 +337,75 @@ export class KubeClient {
       }
       if (pending.length > 0) emit(Buffer.concat(pending).toString("utf8"));
     } finally {
-      clearTimeout(idle);
-      outer?.removeEventListener("abort", onAbort);
-      ac.abort();
+      if (!body.destroyed) body.destroy();
     }
   }
 
-  /** Closes the connections (open streams get a few seconds to end). */
-  async close(): Promise<void> {
-    await Promise.all([
-      this.h2?.requests.close(),
-      this.h2?.watches.close(),
-      this.h1?.requests.close(),
-      this.h1?.watches.close(),
-    ]);
+  /** Closes the connections: open requests get up to `graceMs` (default 5,000 ms) to end, then are cut. */
+  async close(graceMs = 5_000): Promise<void> {
+    const all = [this.transport.requests, this.transport.watches, ...this.retired];
+    await Promise.all(
+      all.map(async (d) => {
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<"late">((r) => (timer = setTimeout(r, graceMs, "late")));
+        const outcome = await Promise.race([d.close().then(() => "closed" as const), grace]);
+        clearTimeout(timer);
+        if (outcome === "late") await d.destroy();
+      }),
+    );
   }
 }
 
-/** Reads a body to the end as UTF-8. Chunks are joined once at the end. */
-function readText(body: Readable): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let ended = false;
-    body.on("data", (c: Buffer) => chunks.push(c));
-    body.once("end", () => {
-      ended = true;
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString("utf8") : Buffer.concat(chunks).toString("utf8"));
-    });
-    body.once("error", reject);
-    body.once("close", () => {
-      if (!ended) reject(new Error("response body closed before its end"));
-    });
-  });
+/** client-node's `applyToHTTPSOptions` output, the parts read here. */
+interface HttpsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  servername?: string;
+  rejectUnauthorized?: boolean;
+  headers?: Record<string, string | number | string[]>;
+  auth?: string;
+}
+
+/**
+ * The current credentials of `kc`: bearer token, basic auth or client certificate, exec plugins
+ * and auth-providers, `as`; TLS from the cluster (CA, `tls-server-name`,
+ * `insecure-skip-tls-verify`) and the user.
+ * @param dropImpersonation leave out the kubeconfig user's `as` (a flag replaces it).
+ * @throws Error naming the kubeconfig user and what failed (an exec plugin's exit or output),
+ *   never a credential.
+ */
+async function readCredentials(kc: KubeCredentialSource, dropImpersonation: boolean): Promise<Credentials> {
+  const opts: HttpsOptions = {};
+  try {
+    await kc.applyToHTTPSOptions(opts as never);
+  } catch (err) {
+    throw credentialError(kc.getCurrentUser()?.name, err);
+  }
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
+  if (opts.auth && !headers.authorization) {
+    headers.authorization = `Basic ${Buffer.from(opts.auth).toString("base64")}`;
+  }
+  if (dropImpersonation) delete headers["impersonate-user"];
+  const tls: ConnectionOptions = {};
+  for (const k of TLS_KEYS) if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k];
+  return { headers, tls };
+}
+
+/**
+ * A credential failure as a message that names the kubeconfig user. An exec plugin's output is
+ * never quoted (a JSON parse error would quote it, and it holds the token); its stderr's first
+ * line is, as kubectl shows it.
+ */
+function credentialError(user: string | undefined, err: unknown): Error {
+  const e = err as Error & { code?: string; path?: string };
+  let detail: string;
+  if (e instanceof SyntaxError) detail = "the exec plugin printed no valid ExecCredential JSON";
+  else if (e.code === "ENOENT" && e.path) detail = `exec plugin command "${e.path}" not found`;
+  else if (typeof e.code === "string") detail = e.code;
+  else detail = (e.message ?? String(err)).trim().split("\n")[0]?.slice(0, 300) || "exec plugin failed";
+  return new Error(`credentials of kubeconfig user "${user ?? ""}": ${detail}`);
 }
 
 function toApiError(status: number, text: string, method: string, path: string): KubeApiError {

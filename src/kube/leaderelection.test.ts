@@ -178,6 +178,7 @@ class FakeStore {
   rv = 0;
   record: LeaderElectionRecord | undefined;
   writes: { by: string; record: LeaderElectionRecord }[] = [];
+  watchers = new Set<(r: LeaderElectionRecord) => void>();
 }
 class FakeLock implements LeaseLock {
   seenRv = -1;
@@ -218,7 +219,26 @@ class FakeLock implements LeaseLock {
     this.store.rv++;
     this.seenRv = this.store.rv;
     this.store.writes.push({ by: this.who, record: { ...r } });
+    for (const w of this.store.watchers) w(this.store.record);
     return { ...r };
+  }
+}
+/** A lock that also watches the Lease (as KubeLeaseLock does), told of every write to the store. */
+class WatchingFakeLock extends FakeLock {
+  watches = 0;
+  readonly storeRef: FakeStore;
+  constructor(store: FakeStore, who: string) {
+    super(store, who);
+    this.storeRef = store;
+  }
+  async watchReleased(signal: AbortSignal, onReleased: () => void): Promise<void> {
+    this.watches++;
+    const w = (r: LeaderElectionRecord) => {
+      if (r.holderIdentity === "") onReleased();
+    };
+    this.storeRef.watchers.add(w);
+    await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    this.storeRef.watchers.delete(w);
   }
 }
 
@@ -230,8 +250,8 @@ describe("LeaderElector (fake clock)", () => {
   afterEach(() => {
     vi.useRealTimers();
   });
-  function candidate(store: FakeStore, id: string) {
-    const lock = new FakeLock(store, id);
+  function candidate(store: FakeStore, id: string, watching = false) {
+    const lock = watching ? new WatchingFakeLock(store, id) : new FakeLock(store, id);
     const events: { at: number; what: string }[] = [];
     const e = new LeaderElector({
       lock,
@@ -320,6 +340,26 @@ describe("LeaderElector (fake clock)", () => {
     expect(took).toBeDefined();
     expect((took?.at as number) - releasedAt).toBeLessThanOrEqual(4_400);
     expect(store.record).toMatchObject({ holderIdentity: "b", leaseTransitions: 1 });
+    await b.e.release();
+  });
+
+  it("a standby that watches the Lease acquires as soon as it sees the release, and stops watching once leading", async () => {
+    const store = new FakeStore();
+    const a = candidate(store, "a");
+    const b = candidate(store, "b", true);
+    a.e.start();
+    await vi.advanceTimersByTimeAsync(0);
+    b.e.start();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(store.watchers.size).toBe(1);
+    const releasedAt = Date.now();
+    expect(await a.e.release()).toBe(true);
+    await vi.advanceTimersByTimeAsync(0);
+    // At once: no RetryPeriod (2 s … 4.4 s) passes.
+    expect(b.events).toEqual([{ at: releasedAt, what: "started" }]);
+    expect(store.record).toMatchObject({ holderIdentity: "b", leaseTransitions: 1 });
+    expect(store.watchers.size).toBe(0);
+    expect((b.lock as WatchingFakeLock).watches).toBe(1);
     await b.e.release();
   });
 

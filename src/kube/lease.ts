@@ -66,6 +66,40 @@ export class KubeLeaseLock implements LeaseLock {
     this.name = name;
   }
 
+  /**
+   * Watches this one Lease (`fieldSelector=metadata.name=…`, the `watch` verb on leases) and calls
+   * `onReleased` for every event that shows it released. The watch is reopened after it ends or
+   * fails (2 s later after a failure) until `signal` aborts.
+   */
+  async watchReleased(signal: AbortSignal, onReleased: () => void): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.kube.watch<Lease>(
+          leasePath(this.namespace),
+          {
+            query: { fieldSelector: `metadata.name=${this.name}`, allowWatchBookmarks: true, timeoutSeconds: 300 },
+            idleTimeoutMs: 330_000,
+            signal,
+          },
+          (ev) => {
+            if ((ev.type === "ADDED" || ev.type === "MODIFIED") && !ev.object.spec?.holderIdentity) onReleased();
+          },
+        );
+      } catch {
+        if (signal.aborted) return;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, 2_000);
+          function done() {
+            clearTimeout(t);
+            signal.removeEventListener("abort", done);
+            resolve();
+          }
+          signal.addEventListener("abort", done, { once: true });
+        });
+      }
+    }
+  }
+
   describe(): string {
     return `${this.namespace}/${this.name}`;
   }

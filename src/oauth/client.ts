@@ -7,8 +7,9 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { performance } from "node:perf_hooks";
-import { Agent, EnvHttpProxyAgent, request } from "undici";
+import { request } from "undici";
 import type { Dispatcher } from "undici";
+import { proxyAwareDispatcher } from "../http/proxy.ts";
 import { classifyNetworkError, headerValue, TokenEndpointError } from "./errors.ts";
 import type { TokenErrorReason } from "./errors.ts";
 import { buildTokenRequest, secretsOf } from "./request.ts";
@@ -62,16 +63,22 @@ export interface FetchTokenOptions {
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
-function envValue(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
-  const v = env[name.toLowerCase()] ?? env[name.toUpperCase()];
-  return v === undefined || v.trim() === "" ? undefined : v;
+/**
+ * TLS trust for the token endpoint (and `login`'s OAuth requests): Node's bundled roots
+ * (`tls.rootCertificates`) plus the PEM bundle at `caFile`, which is appended to, not
+ * substituted for, the roots (setting `ca` replaces the default set). `{}` without a file.
+ * @throws Error (the file system's, naming the path) when `caFile` cannot be read.
+ */
+export function tokenEndpointTls(caFile: string | undefined): { ca?: string[] } {
+  return caFile === undefined ? {} : { ca: [...rootCertificates, readFileSync(caFile, "utf8")] };
 }
 
 /**
  * Fetches OAuth 2.0 tokens over HTTP(S) with one shared undici dispatcher (keep-alive connection
- * reuse). When a proxy variable is set, an `EnvHttpProxyAgent` routes requests through
- * `HTTPS_PROXY`/`HTTP_PROXY` except hosts matched by `NO_PROXY`. Redirects are never followed
- * (a redirect would re-post the credentials elsewhere); a 3xx is an `InvalidResponse`.
+ * reuse, HTTP/2 when the server offers it). When a proxy variable is set, requests go through
+ * `HTTPS_PROXY`/`HTTP_PROXY` except to hosts matched by `NO_PROXY` (`proxyAwareDispatcher`).
+ * Redirects are never followed (a redirect would re-post the credentials elsewhere); a 3xx is an
+ * `InvalidResponse`.
  *
  * @throws Error from the constructor when `caFile` cannot be read.
  */
@@ -95,31 +102,16 @@ export class TokenClient {
     this.#onResponse = options.onResponse;
     this.#now = options.now ?? Date.now;
 
-    // Extra CAs are appended to, not substituted for, Node's roots: setting `ca` replaces the default set.
-    const tls = options.caFile === undefined ? {} : { ca: [...rootCertificates, readFileSync(options.caFile, "utf8")] };
-    const common = {
-      connectTimeout,
-      headersTimeout: this.#headersTimeoutMs,
-      bodyTimeout: this.#bodyTimeoutMs,
-      connect: { ...tls, timeout: connectTimeout },
-    };
-    const env = options.env ?? process.env;
-    const httpsProxy = envValue(env, "https_proxy");
-    const httpProxy = envValue(env, "http_proxy");
-    const noProxy = envValue(env, "no_proxy");
-    if (httpsProxy !== undefined || httpProxy !== undefined || noProxy !== undefined) {
-      this.#dispatcher = new EnvHttpProxyAgent({
-        ...common,
-        // Pass the values explicitly so `env` (not only process.env) decides; "" means "no proxy".
-        httpProxy: httpProxy ?? "",
-        httpsProxy: httpsProxy ?? httpProxy ?? "",
-        noProxy: noProxy ?? "",
-        requestTls: tls, // TLS to the token endpoint through a CONNECT tunnel
-        proxyTls: tls, // TLS to an https:// proxy (corporate proxies often use an internal CA)
-      });
-    } else {
-      this.#dispatcher = new Agent(common);
-    }
+    this.#dispatcher = proxyAwareDispatcher({
+      agent: {
+        connectTimeout,
+        headersTimeout: this.#headersTimeoutMs,
+        bodyTimeout: this.#bodyTimeoutMs,
+        allowH2: true,
+      },
+      tls: { ...tokenEndpointTls(options.caFile), timeout: connectTimeout },
+      env: options.env,
+    });
   }
 
   /**

@@ -218,8 +218,8 @@ describe("classifyHttpFailure", () => {
       body: oauth("invalid_grant", "x".repeat(5000)),
       secrets,
     });
-    expect(long.message).toContain("x".repeat(150));
-    expect(long.message).not.toContain("x".repeat(201));
+    expect(long.message).toContain("x".repeat(350));
+    expect(long.message).not.toContain("x".repeat(401));
   });
 
   it("never echoes a huge body", () => {
@@ -264,10 +264,10 @@ describe("redact", () => {
     expect(redact("hello", ["", "zzz"])).toBe("hello");
   });
 
-  it("caps to 200 characters after redacting", () => {
+  it("caps to 400 characters after redacting", () => {
     const secret = "S".repeat(30);
-    const out = redact(`${"x".repeat(180)}${secret}${"y".repeat(50)}`, [secret]);
-    expect(out.length).toBeLessThanOrEqual(200);
+    const out = redact(`${"x".repeat(380)}${secret}${"y".repeat(50)}`, [secret]);
+    expect(out.length).toBeLessThanOrEqual(400);
     expect(out).not.toContain("SSSS");
     expect(out).toContain("[REDACTED]");
   });

@@ -73,14 +73,20 @@ export class TokenEndpointError extends Error {
   }
 }
 
-/** Maximum length of a redacted text (characters). */
-export const MAX_SAFE_TEXT_LENGTH = 200;
+/**
+ * Maximum length of a redacted text (characters). 400, so that a server's whole explanation fits:
+ * Ory Hydra's `invalid_client` description for a client that used another authentication method
+ * than the registered one is about 330 characters, and the part that says which method to use
+ * starts after character 124. With the summary around it the message stays well under the 1 KiB
+ * of an Event's `note` (events.k8s.io/v1).
+ */
+export const MAX_SAFE_TEXT_LENGTH = 400;
 const REDACTED = "[REDACTED]";
 
 /**
  * Replaces every occurrence of each secret in `text` with `[REDACTED]`, including the secret's
  * URL-encoded (`encodeURIComponent` and form-urlencoded) and base64/base64url forms (with and
- * without padding), then caps the result at 200 characters (redaction happens before the cut, so
+ * without padding), then caps the result at `MAX_SAFE_TEXT_LENGTH` (400) characters (redaction happens before the cut, so
  * a cut can never leave a partial secret behind that redaction would have caught). Empty secrets
  * are ignored. For HTTP Basic, pass the base64 `id:secret` blob as a secret too (`secretsOf` in
  * `request.ts` does). Pure.
@@ -269,7 +275,7 @@ function describe(summary: string, status: number, code: string | undefined, des
  *    followed, as they would re-post credentials; 404; non-200 2xx) → `transient`/`InvalidResponse`.
  *
  * `retryAfterHeader` is kept for every status (503 may carry it too, RFC 9110 §10.2.3). The
- * message includes only the status, the OAuth code and a redacted, printable-only, ≤ 200-character
+ * message includes only the status, the OAuth code and a redacted, printable-only, ≤ 400-character
  * `error_description`; never the body.
  */
 export function classifyHttpFailure(input: HttpFailure): TokenEndpointError {

@@ -52,7 +52,10 @@ export interface ControlPlaneOptions {
   logDir?: string;
   /** How long to wait for every component to become ready, in milliseconds. Default 180000. */
   startTimeoutMs?: number;
-  /** Extra kube-apiserver flags appended to the harness's own (e.g. `--watch-cache-sizes=secrets#0`). */
+  /**
+   * Extra kube-apiserver flags appended to the harness's own (e.g. `--watch-cache-sizes=secrets#0`). An
+   * `--authorization-mode=` among them replaces the harness's `RBAC`.
+   */
   apiserverArgs?: string[];
   /**
    * Enable the apiserver's audit log (JSON lines at `ControlPlane.auditLogPath`, written
@@ -60,6 +63,18 @@ export interface ControlPlaneOptions {
    * request on Secrets at level Metadata, nothing else); a string is a full audit Policy YAML.
    */
   audit?: boolean | string;
+  /**
+   * DNS names of a second serving certificate (signed by the cluster CA) that names only them;
+   * the apiserver presents it to clients that send one of these names as TLS SNI
+   * (`--tls-sni-cert-key`), e.g. a kubeconfig with `tls-server-name`. Others get the default one.
+   */
+  sniServingNames?: string[];
+  /**
+   * IPv4 address the API server listens on and advertises (the `kubernetes` Service's endpoint), and the host of
+   * `server`. Default `127.0.0.1`. Anything else must be an address of a network namespace the test run created
+   * itself (the e2e node's address, test/harness/node.ts); the serving certificate names it too.
+   */
+  address?: string;
 }
 
 /**
@@ -119,6 +134,12 @@ export interface ControlPlane {
    * it must match /^[A-Za-z0-9._-]+$/. Returns the file's path (mode 0600, inside `dir`).
    */
   kubeconfigWithToken(token: string, name: string): Promise<string>;
+  /**
+   * Write a kubeconfig named `name` (/^[A-Za-z0-9._-]+$/) for this cluster with extra cluster
+   * fields (e.g. `proxy-url`, `tls-server-name`) and a user entry (default: the admin's client
+   * certificate). Returns the file's path (mode 0600, inside `dir`).
+   */
+  kubeconfig(name: string, o?: { cluster?: Record<string, unknown>; user?: Record<string, unknown> }): Promise<string>;
   /**
    * Stop every process (SIGTERM, then SIGKILL after 5 s), then remove `dir` unless the
    * environment has KEEP_HARNESS_DIR=1. Idempotent: later calls return the same promise.
@@ -361,8 +382,22 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.1
+subjectAltName = $ENV::NEXAR_HARNESS_SAN
 `;
+
+/** The API server's serving certificate names (plus `extra`, e.g. a non-loopback listen address). */
+function apiserverSans(extraIps: string[]): string {
+  return [
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:10.0.0.1",
+    ...extraIps.map((ip) => `IP:${ip}`),
+  ].join(", ");
+}
 
 /** Escape one RDN value for `openssl -subj` (backslash escapes the next character). */
 function subjValue(v: string): string {
@@ -411,9 +446,10 @@ interface Issued {
   keyPem: string;
 }
 
-async function openssl(args: string[]): Promise<void> {
+async function openssl(args: string[], san = apiserverSans([])): Promise<void> {
   try {
-    await execFileAsync("openssl", args, { encoding: "utf8" });
+    // server_ext reads its subjectAltName from the environment (every other section ignores it).
+    await execFileAsync("openssl", args, { encoding: "utf8", env: { ...process.env, NEXAR_HARNESS_SAN: san } });
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
     throw new Error(`openssl ${args[0] ?? ""} failed: ${e.stderr ?? e.message ?? String(err)}`, { cause: err });
@@ -447,36 +483,48 @@ async function createPki(dir: string): Promise<Pki> {
   return { dir, caCert, caKey, config, counter: 0 };
 }
 
-/** Issue a certificate signed by the CA. `subject` is an openssl `-subj` string. */
-async function issue(pki: Pki, base: string, subject: string, ext: "client_ext" | "server_ext"): Promise<Issued> {
+/**
+ * Issue a certificate signed by the CA. `subject` is an openssl `-subj` string; `san` the subjectAltName of a
+ * server certificate (openssl syntax, default: the API server's names on loopback).
+ */
+async function issue(
+  pki: Pki,
+  base: string,
+  subject: string,
+  ext: "client_ext" | "server_ext",
+  san?: string,
+): Promise<Issued> {
   pki.counter += 1;
   const stem = join(pki.dir, `${base}-${pki.counter}`);
   const keyPath = `${stem}.key`;
   const certPath = `${stem}.crt`;
   const keyPem = await newEcKeyPem();
   await writeFile(keyPath, keyPem, { mode: 0o600 });
-  await openssl([
-    "req",
-    "-x509",
-    "-new",
-    "-utf8",
-    "-config",
-    pki.config,
-    "-extensions",
-    ext,
-    "-key",
-    keyPath,
-    "-subj",
-    subject,
-    "-CA",
-    pki.caCert,
-    "-CAkey",
-    pki.caKey,
-    "-days",
-    "365",
-    "-out",
-    certPath,
-  ]);
+  await openssl(
+    [
+      "req",
+      "-x509",
+      "-new",
+      "-utf8",
+      "-config",
+      pki.config,
+      "-extensions",
+      ext,
+      "-key",
+      keyPath,
+      "-subj",
+      subject,
+      "-CA",
+      pki.caCert,
+      "-CAkey",
+      pki.caKey,
+      "-days",
+      "365",
+      "-out",
+      certPath,
+    ],
+    san,
+  );
   return { certPath, keyPath, certPem: readFileSync(certPath, "utf8"), keyPem };
 }
 
@@ -491,17 +539,21 @@ function b64(s: string): string {
   return Buffer.from(s, "utf8").toString("base64");
 }
 
-/** Kubeconfig YAML (clientcmd v1 format) for one cluster/user/context, all named `name`. */
+/**
+ * Kubeconfig YAML (clientcmd v1 format) for one cluster/user/context: cluster `harness` (with the
+ * `cluster` extras), user and context named `name`.
+ */
 function kubeconfigYaml(
   server: string,
   caPem: string,
   name: string,
-  user: { "client-certificate-data": string; "client-key-data": string } | { token: string },
+  user: Record<string, unknown>,
+  cluster: Record<string, unknown> = {},
 ): string {
   return toYaml({
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: "harness", cluster: { server, "certificate-authority-data": b64(caPem) } }],
+    clusters: [{ name: "harness", cluster: { server, "certificate-authority-data": b64(caPem), ...cluster } }],
     users: [{ name, user }],
     contexts: [{ name, context: { cluster: "harness", user: name } }],
     "current-context": name,
@@ -581,7 +633,8 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
   try {
     const [etcdPort, peerPort, apiPort, kcmPort] = (await freePorts(4)) as [number, number, number, number];
-    const server = `https://127.0.0.1:${apiPort}`;
+    const address = opts.address ?? "127.0.0.1";
+    const server = `https://${address}:${apiPort}`;
 
     // etcd needs no TLS: start it first so it boots while the PKI is made.
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
@@ -608,15 +661,37 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
 
     const pkiDir = join(dir, "pki");
     const pki = await createPki(pkiDir);
-    const [serving, admin, kcmClient, saKeyPair] = await Promise.all([
-      issue(pki, "apiserver-serving", "/CN=kube-apiserver", "server_ext"),
+    const [serving, admin, kcmClient, kubeletClient, saKeyPair, sni] = await Promise.all([
+      issue(
+        pki,
+        "apiserver-serving",
+        "/CN=kube-apiserver",
+        "server_ext",
+        apiserverSans(address === "127.0.0.1" ? [] : [address]),
+      ),
       issue(pki, "admin", clientSubject(ADMIN_USER, ["system:masters"]), "client_ext"),
       // kcm runs every controller with its own credentials (--use-service-account-credentials
       // is off, which keeps start fast), so it needs cluster-admin rights: system:masters.
       issue(pki, "kcm", clientSubject("system:kube-controller-manager", ["system:masters"]), "client_ext"),
+      // The API server's identity towards kubelets (logs, exec, port-forward), as kubeadm's apiserver-kubelet-client.
+      issue(
+        pki,
+        "apiserver-kubelet-client",
+        clientSubject("kube-apiserver-kubelet-client", ["system:masters"]),
+        "client_ext",
+      ),
       // ES256 service-account signing key (RSA and ECDSA keys are both accepted by
       // --service-account-signing-key-file); EC keys are generated in well under a millisecond.
       newEcKeyPair(),
+      opts.sniServingNames?.length
+        ? issue(
+            pki,
+            "apiserver-sni",
+            "/CN=kube-apiserver-sni",
+            "server_ext",
+            opts.sniServingNames.map((n) => `DNS:${n}`).join(", "),
+          )
+        : undefined,
     ]);
     const saPub = join(pkiDir, "sa.pub");
     const saKey = join(pkiDir, "sa.key");
@@ -659,19 +734,26 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
         join(assets, "kube-apiserver"),
         [
           `--etcd-servers=${etcdUrl}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
+          `--bind-address=${address}`,
+          `--advertise-address=${address}`,
           `--secure-port=${apiPort}`,
           `--cert-dir=${join(dir, "apiserver-certs")}`,
           `--tls-cert-file=${serving.certPath}`,
           `--tls-private-key-file=${serving.keyPath}`,
+          ...(sni ? [`--tls-sni-cert-key=${sni.certPath},${sni.keyPath}`] : []),
           `--client-ca-file=${pki.caCert}`,
-          "--authorization-mode=RBAC",
+          // Unless the caller chooses its own (e.g. Node,RBAC for a node): repeating the flag would be an error.
+          ...((opts.apiserverArgs ?? []).some((a) => a.startsWith("--authorization-mode="))
+            ? []
+            : ["--authorization-mode=RBAC"]),
           `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
           `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
           `--service-account-key-file=${saPub}`,
           `--service-account-signing-key-file=${saKey}`,
           "--allow-privileged=true",
+          `--kubelet-client-certificate=${kubeletClient.certPath}`,
+          `--kubelet-client-key=${kubeletClient.keyPath}`,
+          "--kubelet-preferred-address-types=InternalIP",
           "--profiling=false",
           "--enable-priority-and-fairness=false",
           "--event-ttl=10m",
@@ -768,6 +850,17 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
       return path;
     };
 
+    const adminUser = { "client-certificate-data": b64(admin.certPem), "client-key-data": b64(admin.keyPem) };
+    const kubeconfig = async (
+      name: string,
+      o: { cluster?: Record<string, unknown>; user?: Record<string, unknown> } = {},
+    ): Promise<string> => {
+      if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`kubeconfig: invalid name ${JSON.stringify(name)}`);
+      const path = join(kubeconfigsDir, `${name}.kubeconfig`);
+      await writeFile(path, kubeconfigYaml(server, caCertPem, name, o.user ?? adminUser, o.cluster), { mode: 0o600 });
+      return path;
+    };
+
     return {
       server,
       etcdUrl,
@@ -779,6 +872,7 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
       startupMs: Date.now() - t0,
       kubeconfigFor,
       kubeconfigWithToken,
+      kubeconfig,
       stop,
     };
   } catch (err) {

@@ -10,6 +10,7 @@
 // re-parsing needed.
 
 import * as http from "node:http";
+import * as https from "node:https";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -63,6 +64,8 @@ export interface IdentityClient {
   authMethod: "client_secret_post" | "client_secret_basic";
   scopes?: readonly string[];
   redirectUris?: readonly string[];
+  /** Lifetime of this client's access tokens, seconds; default the server's (see `setAccessTokenLifetime`). */
+  accessTokenLifetimeSeconds?: number;
 }
 
 /**
@@ -94,8 +97,15 @@ export function tokenSha256(token: string): string {
 
 /** Options for `startIdentityServer`. */
 export interface IdentityServerOptions {
-  /** TCP port on 127.0.0.1; default 0 (any free port). */
+  /** TCP port; default 0 (any free port). */
   port?: number;
+  /**
+   * Address to listen on and to name in the issuer URL; default `127.0.0.1`. Only loopback addresses or an address
+   * of a network namespace the test run created itself (the e2e node's address) belong here.
+   */
+  host?: string;
+  /** Serve HTTPS with this certificate and key (PEM) instead of plain HTTP; the issuer URL is then `https://`. */
+  tls?: { cert: string; key: string };
   /** Access-token lifetime in seconds (default 86400, Nexar's 24 h; SPEC.md §1). */
   accessTokenLifetimeSeconds?: number;
   /** Clients registered at start. */
@@ -115,7 +125,7 @@ export interface AuthorizationDriveOptions {
   deny?: boolean;
 }
 
-/** A running test identity server. All URLs are `http://127.0.0.1:<port>…`. */
+/** A running test identity server. All URLs are `http://127.0.0.1:<port>…` (or the `host` and `tls` options' scheme and address). */
 export interface IdentityServer {
   /** Issuer identifier (`iss` of every token), e.g. `http://127.0.0.1:41234`. */
   issuer: string;
@@ -238,7 +248,19 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   const invalidClientStatus = opts.invalidClientStatus ?? 400;
 
   const clients = new Map<string, Record<string, unknown>>();
-  for (const c of opts.clients ?? []) clients.set(c.clientId, clientMetadata(c));
+  /** Per-client access-token lifetimes, seconds (IdentityClient.accessTokenLifetimeSeconds). */
+  const clientLifetimes = new Map<string, number>();
+  const register = (c: IdentityClient): void => {
+    const metadata = clientMetadata(c);
+    if (c.accessTokenLifetimeSeconds !== undefined) {
+      assertLifetime(c.accessTokenLifetimeSeconds);
+      clientLifetimes.set(c.clientId, c.accessTokenLifetimeSeconds);
+    } else {
+      clientLifetimes.delete(c.clientId);
+    }
+    clients.set(c.clientId, metadata);
+  };
+  for (const c of opts.clients ?? []) register(c);
 
   const faults = new FaultSchedule();
   const requests: TokenRequestRecord[] = [];
@@ -248,7 +270,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
 
   // Bind first: the issuer URL must carry the real port.
   let providerListener: ((req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>) | undefined;
-  const server = http.createServer((req, res) => {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void handle(req, res).catch((err: unknown) => {
       console.error("identity harness: request failed:", err instanceof Error ? err.message : err);
       if (!res.headersSent) {
@@ -258,16 +280,20 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
         res.destroy();
       }
     });
-  });
+  };
+  const server = opts.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, listener)
+    : http.createServer(listener);
+  const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port ?? 0, "127.0.0.1", () => {
+    server.listen(opts.port ?? 0, host, () => {
       server.off("error", reject);
       resolve();
     });
   });
   const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${opts.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 
   // Client model: looked up at request time through the adapter, so add/remove/rotate takes effect at once
   // (oidc-provider caches client objects by a hash of their metadata, lib/models/client.js `find`).
@@ -302,7 +328,8 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   };
 
   const apiScopes = new Set<string>(NEXAR_API_SCOPES);
-  const lifetime = (): number => accessTokenLifetime;
+  const lifetime = (_ctx: unknown, _token: unknown, client?: { clientId: string }): number =>
+    (client && clientLifetimes.get(client.clientId)) ?? accessTokenLifetime;
 
   const provider = new Provider(issuer, {
     adapter: (model: string): AdapterLike => (model === "Client" ? clientAdapter : memory(model)),
@@ -560,7 +587,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     authorizationUrl: `${issuer}${ROUTES.authorization}`,
     jwksUrl: `${issuer}${ROUTES.jwks}`,
     addClient(c) {
-      clients.set(c.clientId, clientMetadata(c));
+      register(c);
     },
     removeClient(clientId) {
       clients.delete(clientId);

@@ -414,6 +414,7 @@ describe("chart on the API server", () => {
     expect(await can(sa, "create", "secrets", "parts")).toBe(true);
     expect(await can(sa, "create", "events", "parts", "events.k8s.io")).toBe(true);
     expect(await can(sa, "update", "leases", RELEASE_NS, "coordination.k8s.io")).toBe(true);
+    expect(await can(sa, "watch", "leases", RELEASE_NS, "coordination.k8s.io")).toBe(true);
     // Not needed, so not granted.
     expect(await can(sa, "update", "nexartokens", "parts", N)).toBe(false);
     expect(await can(sa, "delete", "nexartokens", "parts", N)).toBe(false);
@@ -423,6 +424,7 @@ describe("chart on the API server", () => {
     expect(await can(sa, "create", "events", "parts")).toBe(false); // core/v1 Events: not used
     expect(await can(sa, "update", "leases", "parts", "coordination.k8s.io")).toBe(false);
     expect(await can(sa, "delete", "leases", RELEASE_NS, "coordination.k8s.io")).toBe(false);
+    expect(await can(sa, "list", "leases", RELEASE_NS, "coordination.k8s.io")).toBe(false);
     expect(await can(sa, "update", "customresourcedefinitions", undefined, "apiextensions.k8s.io")).toBe(false);
   });
 

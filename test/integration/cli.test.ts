@@ -2,10 +2,9 @@
  * Issue 6: the client verbs `token`, `refresh` and `status` as child processes against the real
  * apiserver, the real identity server and the real operator; exit codes 0 / 1 / 2.
  */
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeJwt } from "jose";
-import { CLI } from "../harness/operator.ts";
+import { cli } from "../harness/cli.ts";
 import { startEnv, type Env } from "./env.ts";
 
 let env: Env;
@@ -22,25 +21,6 @@ afterAll(async () => {
 });
 
 const SECRET = "cli-secret-4e5f6a7b8c";
-
-/** Runs the CLI with a clean environment (no inherited NEXAR_* or KUBECONFIG). */
-function cli(
-  args: string[],
-  extraEnv: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("NEXAR_") && k !== "KUBECONFIG"),
-  );
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...base, ...extraEnv },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
-  child.stderr.on("data", (b: Buffer) => (stderr += b.toString("utf8")));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-}
 
 function noSecrets(out: { stdout: string; stderr: string }): void {
   expect(out.stdout).not.toContain(SECRET);

@@ -13,7 +13,7 @@ import {
   type IdentityServer,
   type IdentityClient,
 } from "../harness/identity.ts";
-import { createPkcePair, createState } from "../../src/oauth/pkce.ts";
+import { calculatePKCECodeChallenge, randomPKCECodeVerifier, randomState } from "openid-client";
 import { apiErrorCode, applyCrd, createNamespace, loadKubeConfig, waitFor } from "../harness/kube.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import type { NexarToken } from "../../src/api/types.ts";
@@ -217,15 +217,15 @@ const LOGIN_SCOPE = "openid profile email design.domain user.access offline_acce
  * @throws Error when the redirect's `state` does not match or the exchange is not HTTP 200 with a refresh token.
  */
 export async function consent(env: Env, clientId: string, clientSecret: string, scope = LOGIN_SCOPE): Promise<string> {
-  const pkce = createPkcePair();
-  const state = createState();
+  const verifier = randomPKCECodeVerifier();
+  const state = randomState();
   const url = new URL(env.idp.authorizationUrl);
   url.search = new URLSearchParams({
     response_type: "code",
     client_id: clientId,
     redirect_uri: DEFAULT_REDIRECT_URI,
     scope,
-    code_challenge: pkce.challenge,
+    code_challenge: await calculatePKCECodeChallenge(verifier),
     code_challenge_method: "S256",
     state,
   }).toString();
@@ -238,7 +238,7 @@ export async function consent(env: Env, clientId: string, clientSecret: string, 
       grant_type: "authorization_code",
       code: redirect.searchParams.get("code") as string,
       redirect_uri: DEFAULT_REDIRECT_URI,
-      code_verifier: pkce.verifier,
+      code_verifier: verifier,
       client_id: clientId,
       client_secret: clientSecret,
     }),

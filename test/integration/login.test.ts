@@ -3,14 +3,14 @@
  * real identity server (authorization code + PKCE S256, oidc-provider) and the real apiserver;
  * the test plays the browser with `idp.completeAuthorization` and delivers the redirect.
  */
-import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/controlplane.ts";
 import { startIdentityServer, type IdentityServer } from "../harness/identity.ts";
 import { apiErrorCode, createNamespace, loadKubeConfig } from "../harness/kube.ts";
-import { CLI, freePort } from "../harness/operator.ts";
+import { freePort } from "../harness/operator.ts";
+import { runCli } from "../harness/cli.ts";
 
 const CLIENT_ID = "design-app";
 const CLIENT_SECRET = "design-app-secret-3c1f0e9a7b";
@@ -48,42 +48,13 @@ afterAll(async () => {
   await cp?.stop();
 });
 
-interface CliRun {
-  /** Resolves with the authorization URL once the CLI printed it. */
-  authorizationUrl(): Promise<string>;
-  /** Resolves when the process has exited and its output is complete. */
-  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-/** Runs the CLI with a clean environment (no inherited NEXAR_* or KUBECONFIG). */
-function cli(args: string[], env: Record<string, string> = {}): CliRun {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("NEXAR_") && k !== "KUBECONFIG"),
-  );
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...base, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
-  child.stderr.on("data", (b: Buffer) => (stderr += b.toString("utf8")));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on("close", (code) => resolve({ code, stdout, stderr })),
-  );
+/** Runs `login`; `authorizationUrl()` resolves once it printed the authorization URL. */
+function cli(args: string[], env: Record<string, string> = {}) {
+  const run = runCli(args, env);
   return {
-    done,
-    async authorizationUrl() {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const m = /^\s+(http:\/\/127\.0\.0\.1:\d+\/connect\/authorize\?\S+)$/m.exec(stderr);
-        if (m?.[1]) return m[1];
-        if (child.exitCode !== null || Date.now() > deadline) {
-          throw new Error(`no authorization URL printed; stderr:\n${stderr}`);
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
+    done: run.done,
+    authorizationUrl: async () =>
+      (await run.waitForStderr(/^\s+(http:\/\/127\.0\.0\.1:\d+\/connect\/authorize\?\S+)$/m))[1] as string,
   };
 }
 
