@@ -40,6 +40,12 @@ export const DEFAULT_TOKEN_URL = "https://identity.nexar.com/connect/token";
 export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
 /** Value of {@link LABEL_MANAGED_BY} on managed Secrets. */
 export const MANAGED_BY = "nexar-token-operator";
+/**
+ * Label on the operator's own objects that are not target Secrets (its fingerprint key Secret),
+ * with the value {@link MANAGED_BY}: they carry no {@link LABEL_MANAGED_BY}, so no list of managed
+ * Secrets ever returns them.
+ */
+export const LABEL_PART_OF = "app.kubernetes.io/part-of";
 /** Annotation on the target Secret: expiry of the token it holds, RFC 3339 in UTC. */
 export const ANNOTATION_EXPIRES_AT = "nexar-operator.io/expires-at";
 /** Annotation on the target Secret: `<namespace>/<name>` of the `NexarToken` that owns it (ownership, SPEC §3.6). */

@@ -541,6 +541,21 @@ export const NexarTokenStatusSchema = Type.Object(
         maxLength: 1024,
       }),
     ),
+    nextAttemptTime: timestamp(
+      "While token requests fail: the earliest time of the next attempt, from failedAttempts, the failure's class, the server's Retry-After and jitter. A change of what the token is fetched with, or a new refresh request, goes at once. Cleared after a success.",
+    ),
+    lastFailureFingerprint: Type.Optional(
+      Type.String({
+        description:
+          "Fingerprint of what the last failed token request was made with (token URL, grant, client authentication, credentials, scopes, fallback lifetime): an HMAC-SHA256 under the operator's own key, so it reveals nothing about the credentials. A change of these since the failure retries at once. Cleared after a success.",
+        maxLength: 128,
+      }),
+    ),
+    lastFailureRefreshRequest: Type.Optional(
+      Type.String({
+        description: `Value of the ${ANNOTATION_REFRESH_REQUESTED_AT} annotation the last failed token request answered; another value retries at once. Cleared after a success.`,
+      }),
+    ),
     failedAttempts: Type.Optional(
       Type.Integer({
         description:

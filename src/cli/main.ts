@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { run, type RunOptions } from "./run.ts";
+import { DEFAULT_FINGERPRINT_KEY_SECRET } from "../controller/fingerprint-key.ts";
 import { loginCommand } from "./login.ts";
 import { refreshCommand } from "./refresh.ts";
 import { exitOnUsageError, kubeconfigOptions, statusCommand } from "./status.ts";
@@ -106,6 +107,14 @@ runCommand
     new Option("--leader-election-id <name>", "name of the leader-election Lease")
       .env("NEXAR_OPERATOR_LEADER_ELECTION_ID")
       .default("nexar-token-operator"),
+  )
+  .addOption(
+    new Option(
+      "--fingerprint-key-secret <name>",
+      "Secret in the operator's namespace (the leader-election namespace) holding the HMAC key of target Secret fingerprints; created on first start",
+    )
+      .env("NEXAR_OPERATOR_FINGERPRINT_KEY_SECRET")
+      .default(DEFAULT_FINGERPRINT_KEY_SECRET),
   )
   .action(async (opts: RunOptions) => {
     process.exitCode = await run(opts, VERSION);

@@ -11,6 +11,9 @@ import { Manager } from "../controller/manager.ts";
 import { Issuer } from "../issuance/issuer.ts";
 import type { PromMetrics } from "../observability/metrics.ts";
 import { LeaderElector } from "../kube/leaderelection.ts";
+import { SecretsApi } from "../kube/secrets.ts";
+import { loadFingerprintKey } from "../controller/fingerprint-key.ts";
+import { backoffScaleFromEnv } from "../renewal/index.ts";
 import { KubeLeaseLock } from "../kube/lease.ts";
 
 /** Options of `nexar-token-operator run` (flags, each with an environment variable). */
@@ -33,6 +36,11 @@ export interface RunOptions {
   leaderElectionNamespace?: string;
   /** Name of the Lease (default `nexar-token-operator`). */
   leaderElectionId: string;
+  /**
+   * Name of the Secret holding the fingerprint key, in the operator's namespace (the
+   * leader-election namespace); created on first start (src/controller/fingerprint-key.ts).
+   */
+  fingerprintKeySecret: string;
 }
 
 /** The in-cluster service-account namespace file (Kubernetes "Accessing the API from a Pod"). */
@@ -98,7 +106,17 @@ export async function run(o: RunOptions, version: string): Promise<number> {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
-  const issuer = Issuer.fromFlags(tokens, o, logger);
+  const operatorNamespace = o.leaderElectionNamespace?.trim() || defaultLeaderElectionNamespace();
+  let fingerprintKey: Buffer;
+  try {
+    fingerprintKey = await loadFingerprintKey(new SecretsApi(kube), operatorNamespace, o.fingerprintKeySecret);
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, "cannot load the fingerprint key");
+    return 1;
+  }
+  // TEST-ONLY: the failure backoff scale (1 in production), read here once and passed down.
+  const backoffScale = backoffScaleFromEnv(process.env);
+  const issuer = Issuer.fromFlags(tokens, o, logger, { backoffScale });
   const manager = new Manager({
     kube,
     tokens: issuer,
@@ -112,6 +130,8 @@ export async function run(o: RunOptions, version: string): Promise<number> {
       allowInsecureTokenUrl: o.allowInsecureTokenUrl,
       fallbackLifetimeSeconds: o.fallbackLifetime ? parseGoDuration(o.fallbackLifetime) : undefined,
       recheckMs: 60_000,
+      fingerprintKey,
+      backoffScale,
     },
     onMetrics: (m) => (metrics = m),
   });
@@ -131,9 +151,8 @@ export async function run(o: RunOptions, version: string): Promise<number> {
   let elector: LeaderElector | undefined;
   const synced = manager.startInformers();
   if (o.leaderElect) {
-    const namespace = o.leaderElectionNamespace?.trim() || defaultLeaderElectionNamespace();
     elector = new LeaderElector({
-      lock: new KubeLeaseLock(kube, namespace, o.leaderElectionId),
+      lock: new KubeLeaseLock(kube, operatorNamespace, o.leaderElectionId),
       identity: leaderIdentity(),
       logger,
       onStartedLeading: () => void synced.then(() => manager.startWorkers()),

@@ -5,6 +5,7 @@ import {
   ANNOTATION_REFRESH_ROTATION,
   CredentialsCache,
   fingerprintOf,
+  legacyFingerprintOf,
   persistRefreshToken,
   refreshTokenStore,
   refreshTokenDigest,
@@ -12,6 +13,10 @@ import {
   rotationAnnotation,
   secretValue,
 } from "./credentials.ts";
+import { createHash } from "node:crypto";
+
+/** A fixed fingerprint key. */
+const KEY = Buffer.alloc(32, 1);
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
@@ -225,7 +230,11 @@ describe("CredentialsCache (one credentials value per Secret version and spec)",
       },
     };
     let seen: string | undefined = initial?.metadata.resourceVersion;
-    const cache = new CredentialsCache(secrets, tokens, () => seen, 900);
+    const cache = new CredentialsCache(secrets, tokens, {
+      fingerprintKey: KEY,
+      versionOf: () => seen,
+      fallbackLifetimeSeconds: 900,
+    });
     return {
       cache,
       gets: () => gets,
@@ -256,7 +265,8 @@ describe("CredentialsCache (one credentials value per Secret version and spec)",
     expect(a.credential.request).toMatchObject({ clientId: "app", clientSecret: "s3cr3t", scopes: ["supply.domain"] });
     expect(Object.isFrozen(a.credential.request)).toBe(true);
     expect(a.credential.fallbackLifetimeSeconds).toBe(900); // the operator's default
-    expect(a.fingerprint).toBe(fingerprintOf(a.credential.request));
+    expect(a.fingerprint).toBe(fingerprintOf(KEY, a.credential.request, { fallbackLifetimeSeconds: 900 }));
+    expect(a.legacyFingerprint).toBe(legacyFingerprintOf(a.credential.request));
     expect(a).toMatchObject({ ref: "ns/nexar-app", resourceVersion: "1", lineage: undefined, refreshToken: undefined });
     // another spec variant of the same Secret version: built, not read again
     const other = await t.cache.get("ns", { ...spec, scopes: ["supply.domain", "user.access"] });
@@ -305,7 +315,9 @@ describe("CredentialsCache (one credentials value per Secret version and spec)",
     if (!v.found || "error" in v) throw new Error("expected a value");
     expect(v.lineage).toBe(refreshTokenDigest("rt-0"));
     expect(v.refreshToken).toEqual({ namespace: "ns", name: "nexar-app", key: "refreshToken" });
-    expect(v.fingerprint).toBe(fingerprintOf(v.credential.request, v.lineage));
+    expect(v.fingerprint).toBe(
+      fingerprintOf(KEY, v.credential.request, { lineage: v.lineage, fallbackLifetimeSeconds: 900 }),
+    );
     expect(v.credential.keys.share).toContain(`"credentialsRef":"ns/nexar-app"`);
     expect(v.credential.keys.share).toContain(`"credentialsVersion":"${v.lineage}"`);
   });
@@ -321,9 +333,9 @@ describe("fingerprintOf", () => {
     scopes: ["a", "b"],
   };
   it("changes with every input but the scope order, and never contains the secret", () => {
-    const fp = fingerprintOf(req);
+    const fp = fingerprintOf(KEY, req);
     expect(fp).toMatch(/^[0-9a-f]{64}$/);
-    expect(fingerprintOf({ ...req, scopes: ["b", "a", "a"] })).toBe(fp);
+    expect(fingerprintOf(KEY, { ...req, scopes: ["b", "a", "a"] })).toBe(fp);
     for (const other of [
       { ...req, clientSecret: "other" },
       { ...req, clientId: "other" },
@@ -331,10 +343,36 @@ describe("fingerprintOf", () => {
       { ...req, clientAuthentication: "ClientSecretBasic" as const },
       { ...req, scopes: ["a"] },
     ]) {
-      expect(fingerprintOf(other)).not.toBe(fp);
+      expect(fingerprintOf(KEY, other)).not.toBe(fp);
     }
-    expect(fingerprintOf(req, "lineage-1")).not.toBe(fingerprintOf(req, "lineage-2"));
+    expect(fingerprintOf(KEY, req, { lineage: "lineage-1" })).not.toBe(
+      fingerprintOf(KEY, req, { lineage: "lineage-2" }),
+    );
+    expect(fingerprintOf(KEY, req, { fallbackLifetimeSeconds: 600 })).not.toBe(fp);
     expect(fp).not.toContain("s3cr3t");
+  });
+
+  it("is keyed: another key gives another fingerprint, and none equals the unkeyed legacy one", () => {
+    const fp = fingerprintOf(KEY, req);
+    expect(fingerprintOf(Buffer.alloc(32, 2), req)).not.toBe(fp);
+    // Without the key, a guess of the client secret cannot be tested against the annotation.
+    expect(fp).not.toBe(legacyFingerprintOf(req));
+    expect(legacyFingerprintOf(req)).toBe(
+      createHash("sha256")
+        .update(
+          [
+            "nexar-token-operator/v1",
+            req.tokenUrl,
+            req.grant,
+            req.clientAuthentication,
+            req.clientId,
+            req.clientSecret,
+            "a b",
+            "",
+          ].join("\0"),
+        )
+        .digest("hex"),
+    );
   });
 });
 

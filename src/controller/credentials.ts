@@ -10,7 +10,7 @@
  * Kubernetes API conventions "Concurrency Control and Consistency" (`metadata.resourceVersion`
  * preconditions, 409 Conflict).
  */
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import type { Logger } from "pino";
 import type { ResolvedSpec } from "../api/types.ts";
 import type { Secret } from "../kube/client.ts";
@@ -58,30 +58,63 @@ export function secretValue(secret: Secret | undefined, key: string): string | u
   return v === "" ? undefined : v;
 }
 
+/** What a fingerprint covers beyond the token request. */
+export interface FingerprintScope {
+  /** RefreshToken grant: {@link refreshTokenLineage} of the Secret's refresh token. */
+  lineage?: string;
+  /** The lifetime assumed for an answer without one, seconds (it sets the token's expiry). */
+  fallbackLifetimeSeconds?: number;
+}
+
 /**
  * Fingerprint of what a token is issued for: token URL, grant, client authentication, client id
- * and secret, and the scope set (order-insensitive); for the RefreshToken grant also the refresh
- * token's `lineage` ({@link refreshTokenLineage}: it changes when a new `login` writes a refresh
- * token, not when the operator rotates it). Hex SHA-256 with a domain prefix, unkeyed (it is
- * stored on the target Secret and compared after a restart); it is never reversed, only compared
- * (SPEC §3.2: a change of any of these fetches a new token).
+ * and secret, the scope set (order-insensitive), the fallback lifetime, and for the RefreshToken
+ * grant the refresh token's lineage (it changes when a new `login` writes a refresh token, not
+ * when the operator rotates it). These are exactly the inputs that change the token: a change of
+ * any of them fetches a new one (SPEC §3.2); every other spec field only rewrites the Secret.
+ *
+ * Hex HMAC-SHA256 (RFC 2104) under the operator's fingerprint key (fingerprint-key.ts): it is
+ * stored in an annotation on the target Secret, which anyone with Secret-metadata read can see,
+ * and without the key it cannot be used to test guesses of the client secret. Only compared,
+ * never reversed.
  */
-export function fingerprintOf(req: TokenRequest, lineage?: string): string {
+export function fingerprintOf(key: Uint8Array, req: TokenRequest, scope: FingerprintScope = {}): string {
+  const h = createHmac("sha256", key);
+  h.update("nexar-token-operator/v2\0");
+  for (const part of fingerprintParts(req)) {
+    h.update(part);
+    h.update("\0");
+  }
+  if (scope.fallbackLifetimeSeconds !== undefined) h.update(`fallbackLifetime\0${scope.fallbackLifetimeSeconds}\0`);
+  if (scope.lineage !== undefined) h.update(`lineage\0${scope.lineage}\0`);
+  return h.digest("hex");
+}
+
+/**
+ * The unkeyed SHA-256 fingerprint that target Secrets written before the keyed
+ * {@link fingerprintOf} carry. Used only to recognise such a Secret as holding a token for the
+ * current inputs, so that it is migrated by rewriting the annotation, without a token request.
+ */
+export function legacyFingerprintOf(req: TokenRequest, lineage?: string): string {
   const h = createHash("sha256");
   h.update("nexar-token-operator/v1\0");
-  for (const part of [
+  for (const part of fingerprintParts(req)) {
+    h.update(part);
+    h.update("\0");
+  }
+  if (lineage !== undefined) h.update(`lineage\0${lineage}\0`);
+  return h.digest("hex");
+}
+
+function fingerprintParts(req: TokenRequest): string[] {
+  return [
     req.tokenUrl,
     req.grant,
     req.clientAuthentication,
     req.clientId,
     req.clientSecret,
     [...new Set(req.scopes)].sort().join(" "),
-  ]) {
-    h.update(part);
-    h.update("\0");
-  }
-  if (lineage !== undefined) h.update(`lineage\0${lineage}\0`);
-  return h.digest("hex");
+  ];
 }
 
 /**
@@ -250,8 +283,10 @@ export interface CredentialsValue {
   readonly resourceVersion: string | undefined;
   /** The token request with the issuer's keys. */
   readonly credential: Credential;
-  /** {@link fingerprintOf} the request and lineage: what a held token must match. */
+  /** {@link fingerprintOf} the request, fallback lifetime and lineage: what a held token must match. */
   readonly fingerprint: string;
+  /** {@link legacyFingerprintOf} the same inputs: a target Secret written before keyed fingerprints matches it. */
+  readonly legacyFingerprint: string;
   /** RefreshToken grant: {@link refreshTokenLineage} of the Secret's refresh token (part of the share key). */
   readonly lineage: string | undefined;
   /** RefreshToken grant: where the refresh token lives. */
@@ -277,6 +312,7 @@ export class CredentialsCache {
   readonly #tokens: Pick<TokenSource, "keysFor">;
   readonly #versionOf: ((key: string) => string | undefined) | undefined;
   readonly #fallbackLifetimeSeconds: number | undefined;
+  readonly #fingerprintKey: Uint8Array;
   /**
    * Saves one GET per NexarToken sharing a credentials Secret (and per reconcile): a Secret the
    * metadata-only watch still reports at the resourceVersion read is not read again. Also saves
@@ -292,19 +328,24 @@ export class CredentialsCache {
   /**
    * @param secrets the Secret adapter.
    * @param tokens the issuer: it keys requests with its per-process HMAC key.
-   * @param versionOf resourceVersion of Secret `namespace/name` as the Secret watch last saw it.
-   * @param fallbackLifetimeSeconds the operator's `--fallback-lifetime`, for specs without one.
+   * @param o.fingerprintKey the operator's fingerprint key (fingerprint-key.ts).
+   * @param o.versionOf resourceVersion of Secret `namespace/name` as the Secret watch last saw it.
+   * @param o.fallbackLifetimeSeconds the operator's `--fallback-lifetime`, for specs without one.
    */
   constructor(
     secrets: SecretsApi,
     tokens: Pick<TokenSource, "keysFor">,
-    versionOf?: (key: string) => string | undefined,
-    fallbackLifetimeSeconds?: number,
+    o: {
+      fingerprintKey: Uint8Array;
+      versionOf?: (key: string) => string | undefined;
+      fallbackLifetimeSeconds?: number;
+    },
   ) {
     this.#secrets = secrets;
     this.#tokens = tokens;
-    this.#versionOf = versionOf;
-    this.#fallbackLifetimeSeconds = fallbackLifetimeSeconds;
+    this.#versionOf = o.versionOf;
+    this.#fallbackLifetimeSeconds = o.fallbackLifetimeSeconds;
+    this.#fingerprintKey = o.fingerprintKey;
   }
 
   /**
@@ -369,7 +410,8 @@ export class CredentialsCache {
       ref,
       resourceVersion: secret.metadata.resourceVersion,
       credential: Object.freeze({ request, fallbackLifetimeSeconds, keys: this.#tokens.keysFor(request, scope) }),
-      fingerprint: fingerprintOf(request, lineage),
+      fingerprint: fingerprintOf(this.#fingerprintKey, request, { lineage, fallbackLifetimeSeconds }),
+      legacyFingerprint: legacyFingerprintOf(request, lineage),
       lineage,
       refreshToken: rt ? { namespace, name: spec.credentialsSecretRef.name, key } : undefined,
     });

@@ -11,7 +11,7 @@ import { ANNOTATION_REFRESH_REQUESTED_AT, API_VERSION, KIND } from "../api/const
 import type { NexarToken } from "../api/types.ts";
 import { validateNexarToken } from "../api/validate.ts";
 import type { Secret } from "../kube/client.ts";
-import type { IssuanceReason } from "../renewal/index.ts";
+import { renewalTimeMs, type IssuanceReason } from "../renewal/index.ts";
 import { desiredSecret, planSecretWrite, type ResolvedTarget } from "../secrets/desired.ts";
 import type { CredentialsRead } from "./credentials.ts";
 import {
@@ -21,7 +21,6 @@ import {
   type Decision,
   type FetchOutcome,
   type HeldToken,
-  type LastFailure,
   type ReconcileInput,
   type TargetView,
 } from "./decide.ts";
@@ -77,6 +76,7 @@ function credentials(o: { fingerprint?: string; grant?: "ClientCredentials" | "R
       keys: { share: "share", client: "client", secret: "secret" },
     },
     fingerprint: o.fingerprint ?? FP,
+    legacyFingerprint: "fp-legacy",
     lineage: undefined,
     refreshToken: grant === "RefreshToken" ? { namespace: "parts", name: "nexar-app", key: "refreshToken" } : undefined,
   };
@@ -140,16 +140,9 @@ function failing(
 /** The status of a NexarToken that never got a token. */
 const NEVER: TokenStatus = { observedGeneration: 1, secretName: "supply" };
 
-function lastFailure(o: Partial<LastFailure> = {}): LastFailure {
-  return {
-    fingerprint: FP,
-    generation: 1,
-    refreshRequest: undefined,
-    kind: "transient",
-    retryAfterMs: undefined,
-    jitter: 0.5,
-    ...o,
-  };
+/** What status records of the fetch that failed: its inputs' fingerprint and the refresh request it answered. */
+function failedFor(o: { fingerprint?: string; refreshRequest?: string } = {}): Partial<TokenStatus> {
+  return { lastFailureFingerprint: o.fingerprint ?? FP, lastFailureRefreshRequest: o.refreshRequest };
 }
 
 function resolvedTarget(target?: Record<string, unknown>): ResolvedTarget {
@@ -190,7 +183,6 @@ function input(o: Partial<ReconcileInput> = {}): ReconcileInput {
     target: "target" in o ? o.target : unchanged(HELD),
     ownerExists: (k) => k === "parts/supply" || k === "parts/other",
     held: HELD,
-    lastFailure: undefined,
     nowMs: T0,
     jitter: 0.5,
     config: { recheckMs: 60_000, backoffScale: 1 },
@@ -258,6 +250,7 @@ interface Want {
   events?: string[];
   /** The Secret write: a plan's action, "read first" (not read: read, then plan), or absent (none planned). */
   write?: "create" | "update" | "recreate" | "none" | "read first";
+  /** The failure record in status: written (for these inputs), cleared, or kept as it was. */
   lastFailure?: "set" | "cleared" | "kept";
   /** Further checks of the final decision. */
   check?: (d: Decision) => void;
@@ -267,13 +260,16 @@ interface Case {
   /** The rows of docs/behaviour.md (their first cell) or the rule of its prose this case shows. */
   rows: string[];
   name: string;
-  in: Partial<ReconcileInput>;
+  /** The input; `failedFor` is merged into its status (what the failed fetch was for). */
+  in: Partial<ReconcileInput> & { failedFor?: Partial<TokenStatus> };
   /** The outcome of the fetch the first decision asks for, given the input's clock. */
   outcome?: (nowMs: number) => FetchOutcome;
   want: Want;
 }
 
 const DUE = T0 + 4 * H; // HELD's renewal time
+/** HELD's renewal time with `renewBefore: 6h` (jitter 0.5). */
+const RENEW_6H = renewalTimeMs(HELD, { kind: "Duration", seconds: 6 * 3600 }, 0.5, T0);
 const A_DUE = DUE + S; // when a fetch started at DUE ends
 
 const CASES: Case[] = [
@@ -376,7 +372,7 @@ const CASES: Case[] = [
       status: { lastFailureReason: "RateLimited" },
       requeueAtMs: A_DUE + 5 * S,
       events: ["Warning TokenRequestFailed"],
-      check: (d) => expect(d.lastFailure).toMatchObject({ kind: "rateLimited", retryAfterMs: 5 * S }),
+      check: (d) => expect(d.status.nextAttemptTime).toBe(new Date(A_DUE + 5 * S).toISOString()),
     },
   },
   {
@@ -499,7 +495,7 @@ const CASES: Case[] = [
       ready: ["False", "InvalidResponse"],
       requeueAtMs: A_DUE + 5 * MIN,
       events: ["Warning TokenRequestFailed"],
-      check: (d) => expect(d.lastFailure).toMatchObject({ kind: "credential" }),
+      check: (d) => expect(d.status.nextAttemptTime).toBe(new Date(A_DUE + 5 * MIN).toISOString()),
     },
   },
   {
@@ -584,7 +580,7 @@ const CASES: Case[] = [
       held: { ...HELD, expiresAtMs: T0 + 30 * S, renewAtMs: T0 },
       target: unchanged({ ...HELD, expiresAtMs: T0 + 30 * S, renewAtMs: T0 }),
       status: failing(4, "TokenEndpointUnavailable", T0 - 20 * S, ["True", "RenewalFailing"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     outcome: fail("transient", "TokenEndpointUnavailable"),
     want: {
@@ -605,7 +601,7 @@ const CASES: Case[] = [
       target: unchanged({ ...HELD, expiresAtMs: T0 + 6 * S, renewAtMs: T0 - MIN }),
       // the 4th delay (12 s) is clamped to half of the 6 s left: due now
       status: failing(4, "TokenEndpointUnavailable", T0 - 3 * S, ["True", "RenewalFailing"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     outcome: fail("transient", "TokenEndpointUnavailable"),
     want: {
@@ -625,7 +621,7 @@ const CASES: Case[] = [
       held: { ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN },
       target: unchanged({ ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN }),
       status: failing(3, "TokenEndpointUnavailable", T0 - 2 * S, ["True", "RenewalFailing"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     want: {
       ready: ["False", "Expired"],
@@ -643,7 +639,7 @@ const CASES: Case[] = [
       held: { ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN },
       target: unchanged({ ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN }),
       status: failing(3, "TokenEndpointUnavailable", T0 - 2 * S, ["False", "Expired"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     want: { ready: ["False", "Expired"], requeueAtMs: T0 + 4 * S, events: [] },
   },
@@ -655,7 +651,7 @@ const CASES: Case[] = [
       held: { ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN },
       target: unchanged({ ...HELD, expiresAtMs: T0 - S, renewAtMs: T0 - 10 * MIN }),
       status: failing(3, "TokenEndpointUnavailable", T0 - 2 * S, ["False", "Expired"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     outcome: ok(24 * H),
     want: {
@@ -671,23 +667,49 @@ const CASES: Case[] = [
 
   // ── Retries at once whatever the backoff; nothing else cuts it short (prose) ────────────────
   {
-    rows: ["Retries happen at once, whatever the backoff", "spec change, `refresh-requested-at` annotation"],
-    name: "a spec change during a backoff fetches at once (SpecChanged for the issuer); the count restarts",
+    rows: [
+      "`tokenUrl`, `grant`, `clientAuthentication`, `credentialsSecretRef` (name or keys), `scopes`, `fallbackLifetime`",
+      "Retries happen at once, whatever the backoff",
+    ],
+    name: "a spec change of what the token is fetched with, during a backoff, fetches at once (SpecChanged for the issuer); the count restarts",
     in: {
       nt: nexarToken({ generation: 2 }),
+      credentials: credentials({ fingerprint: "fp-new-scopes" }),
       target: read(written(HELD)),
       status: failing(3, "InvalidClient", T0 - MIN, ["False", "InvalidClient"]),
-      lastFailure: lastFailure({ kind: "credential" }),
+      failedFor: failedFor(),
     },
     outcome: fail("credential", "InvalidClient"),
     want: {
       fetch: "SpecChanged",
       shareReason: "SpecChanged",
       ready: ["False", "InvalidClient"],
-      status: { failedAttempts: 1, observedGeneration: 2 },
+      status: { failedAttempts: 1, observedGeneration: 2, lastFailureFingerprint: "fp-new-scopes" },
       requeueAtMs: T0 + S + 5 * MIN,
       events: ["Warning TokenRequestFailed"],
       write: "none",
+    },
+  },
+  {
+    rows: [
+      "`target` (`name`, `type`, `creationPolicy`, `labels`, `annotations`, `template`, `adopt`)",
+      "Retries happen at once, whatever the backoff",
+    ],
+    name: "a spec change of nothing the token depends on, during a backoff, waits for it; the Secret is rewritten",
+    in: {
+      nowMs: DUE,
+      nt: nexarToken({ generation: 2, target: { labels: { team: "parts" } } }),
+      target: read(written(HELD)),
+      status: failing(3, "InvalidClient", DUE - MIN, ["False", "InvalidClient"]),
+      failedFor: failedFor(),
+    },
+    want: {
+      ready: ["False", "InvalidClient"],
+      status: { failedAttempts: 3, observedGeneration: 2 },
+      requeueAtMs: DUE - MIN + 20 * MIN, // credential #3: 20 min
+      events: [],
+      write: "update",
+      lastFailure: "kept",
     },
   },
   {
@@ -697,7 +719,7 @@ const CASES: Case[] = [
       held: undefined,
       target: read(undefined),
       status: failing(2, "InvalidClient", T0 - MIN, ["False", "InvalidClient"], NEVER),
-      lastFailure: lastFailure({ fingerprint: "fp-wrong", kind: "credential" }),
+      failedFor: failedFor({ fingerprint: "fp-wrong" }),
     },
     outcome: ok(24 * H),
     want: {
@@ -723,7 +745,7 @@ const CASES: Case[] = [
         ["True", "RenewalFailing"],
         healthy(HELD, { lastRefreshRequest: "r1" }),
       ),
-      lastFailure: lastFailure({ refreshRequest: "r1" }),
+      failedFor: failedFor({ refreshRequest: "r1" }),
     },
     outcome: fail("transient", "TokenEndpointUnavailable"),
     want: {
@@ -734,7 +756,7 @@ const CASES: Case[] = [
       requeueAtMs: T0 + S + 6 * S,
       events: ["Warning TokenRequestFailed"],
       lastFailure: "set",
-      check: (d) => expect(d.lastFailure).toMatchObject({ refreshRequest: "r2" }),
+      check: (d) => expect(d.status.lastFailureRefreshRequest).toBe("r2"),
     },
   },
   {
@@ -749,7 +771,7 @@ const CASES: Case[] = [
         ["True", "RenewalFailing"],
         healthy(HELD, { lastRefreshRequest: "r1" }),
       ),
-      lastFailure: lastFailure({ refreshRequest: "r2" }),
+      failedFor: failedFor({ refreshRequest: "r2" }),
     },
     want: {
       ready: ["True", "RenewalFailing"],
@@ -759,12 +781,14 @@ const CASES: Case[] = [
     },
   },
   {
-    rows: ["Metadata-only or status-only edits, other Secrets' events and resyncs do not cut a backoff short"],
+    rows: [
+      "Metadata-only or status-only edits, spec changes the token does not depend on, other Secrets' events and resyncs do not cut a backoff short",
+    ],
     name: "a reconcile during a backoff (renewal due) fetches nothing and keeps the failure condition",
     in: {
       nowMs: DUE,
       status: failing(2, "TokenEndpointUnavailable", DUE - S, ["True", "RenewalFailing"]),
-      lastFailure: lastFailure(),
+      failedFor: failedFor(),
     },
     want: { ready: ["True", "RenewalFailing"], requeueAtMs: DUE + 2 * S, events: [], lastFailure: "kept" },
   },
@@ -807,11 +831,11 @@ const CASES: Case[] = [
     },
   },
   {
-    rows: ["are written with every failure and cleared by the next success"],
+    rows: ["Every failure writes, and the next success clears"],
     name: "nothing due any more (e.g. the credentials were put back): the failure is cleared",
     in: {
       status: failing(1, "InvalidClient", T0 - MIN, ["False", "InvalidClient"]),
-      lastFailure: lastFailure({ fingerprint: "fp-wrong", kind: "credential" }),
+      failedFor: failedFor({ fingerprint: "fp-wrong" }),
     },
     want: {
       ready: ["True", "TokenIssued"],
@@ -1033,16 +1057,49 @@ const CASES: Case[] = [
   },
   {
     rows: ["`spec.target.type` changed"],
-    name: "the spec change fetches, and the Secret is recreated with the new type",
+    name: "no fetch: the Secret is recreated with the new type from the token held",
     in: { nt: nexarToken({ generation: 2, target: { type: "nexar.com/token" } }), target: read(written(HELD)) },
-    outcome: ok(24 * H),
     want: {
-      fetch: "SpecChanged",
       ready: ["True", "TokenIssued"],
-      status: { observedGeneration: 2 },
-      requeueAtMs: renewal24h(T0 + S),
-      events: ["Normal TokenIssued"],
+      status: {
+        observedGeneration: 2,
+        expiresAt: iso(HELD.expiresAtMs),
+        lastRefreshTime: iso(HELD.receivedAtMs as number),
+      },
+      // the renewal is rescheduled from the held token on a spec change: 16 h − 150 s after receipt
+      requeueAtMs: renewal24h(HELD.receivedAtMs as number),
+      events: [],
       write: "recreate",
+    },
+  },
+  {
+    rows: ["`spec.renewBefore` changed"],
+    name: "no fetch: the renewal is rescheduled from the token held",
+    in: { nt: nexarToken({ generation: 2, spec: { renewBefore: "6h" } }), target: read(written(HELD)) },
+    want: {
+      ready: ["True", "TokenIssued"],
+      // 24 h token, renewBefore 6 h → renew 18 h after receipt (jitter 0.5)
+      status: { observedGeneration: 2, renewalTime: iso(RENEW_6H) },
+      requeueAtMs: RENEW_6H,
+      events: [],
+      write: "none",
+    },
+  },
+  {
+    rows: ["spec change, `refresh-requested-at` annotation"],
+    name: "a refresh request already answered by the token held (its Secret or status write failed) fetches nothing more",
+    in: {
+      nt: nexarToken({ refresh: "r9" }),
+      held: { ...HELD, lastRefreshRequest: "r9" },
+      target: read(written(HELD)),
+      status: healthy(HELD, { lastRefreshRequest: "r8" }),
+    },
+    want: {
+      ready: ["True", "TokenIssued"],
+      status: { lastRefreshRequest: "r9" },
+      requeueAtMs: DUE,
+      events: [],
+      write: "none",
     },
   },
   {
@@ -1196,7 +1253,10 @@ function condition(d: Decision): Condition | undefined {
 describe("decide: one case per row of docs/behaviour.md", () => {
   for (const c of CASES) {
     it(`${c.rows[0]} — ${c.name}`, () => {
-      const inp = input(c.in);
+      const { failedFor: failedRecord, ...given } = c.in;
+      const inp = input(
+        failedRecord ? { ...given, status: { ...(given.status ?? healthy()), ...failedRecord } } : given,
+      );
       const first = decide(inp);
       let d = first;
       if (c.want.fetch !== undefined) {
@@ -1239,9 +1299,13 @@ describe("decide: one case per row of docs/behaviour.md", () => {
         expect(d.secret?.readFirst).toBe(false);
         expect(d.secret?.plan(d.secret.current).action, "Secret write").toBe(c.want.write);
       }
-      if (c.want.lastFailure === "set") expect(d.lastFailure).toMatchObject({ fingerprint: FP });
-      if (c.want.lastFailure === "cleared") expect(d.lastFailure).toBeNull();
-      if (c.want.lastFailure === "kept") expect(d.lastFailure).toBeUndefined();
+      const record = (st: TokenStatus) => [st.nextAttemptTime, st.lastFailureFingerprint, st.lastFailureRefreshRequest];
+      if (c.want.lastFailure === "set") {
+        expect(d.status.lastFailureFingerprint).toBe(FP);
+        expect(d.status.nextAttemptTime).toBe(new Date(d.requeueAtMs as number).toISOString());
+      }
+      if (c.want.lastFailure === "cleared") expect(record(d.status)).toEqual([undefined, undefined, undefined]);
+      if (c.want.lastFailure === "kept") expect(record(d.status)).toEqual(record(inp.status));
       c.want.check?.(d);
       // Secrets never reach status or Events.
       expect(JSON.stringify([d.status, d.events])).not.toMatch(/s3cret|at-held|at-new/);
@@ -1250,25 +1314,43 @@ describe("decide: one case per row of docs/behaviour.md", () => {
 });
 
 describe("decide: the rest of the contract", () => {
-  it("a failure's delay, class and jitter are remembered with what it was for; the time and count go to status", () => {
-    const inp = input({ nowMs: DUE, jitter: 0.25 });
+  it("a failure's delay (class, jitter, Retry-After) and what it was for go to status; the next reconcile reads them there", () => {
+    const inp = input({ nowMs: DUE, jitter: 0.25, nt: nexarToken({ refresh: "r3" }) });
     const first = decide(inp);
     const d = decide({ ...inp, fetched: { plan: first.fetch!, outcome: fail("credential", "InvalidClient")(DUE) } });
-    expect(d.lastFailure).toEqual({
-      fingerprint: FP,
-      generation: 1,
-      refreshRequest: undefined,
-      kind: "credential",
-      retryAfterMs: undefined,
-      jitter: 0.25,
-    });
     // credential #1 with jitter 0.25: 5 min × (1 − 0.05)
     expect(d.requeueAtMs).toBe(A_DUE + 285 * S);
     expect(d.failed).toMatchObject({ reason: "InvalidClient", kind: "credential", attempts: 1, retryInMs: 285 * S });
-    // the next reconcile derives the same instant from status + that memory
-    const again = decide(input({ nowMs: A_DUE + 10 * S, status: d.status, lastFailure: d.lastFailure ?? undefined }));
+    expect(d.status).toMatchObject({
+      failedAttempts: 1,
+      lastFailureReason: "InvalidClient",
+      nextAttemptTime: new Date(A_DUE + 285 * S).toISOString(),
+      lastFailureFingerprint: FP,
+      lastFailureRefreshRequest: "r3",
+    });
+    // the next reconcile (this process or another) derives the same instant from status alone
+    const again = decide(input({ nowMs: A_DUE + 10 * S, status: d.status, nt: nexarToken({ refresh: "r3" }) }));
     expect(again.fetch).toBeUndefined();
-    expect(again.requeueAtMs).toBe(Date.parse(iso(A_DUE)) + 285 * S);
+    expect(again.requeueAtMs).toBe(A_DUE + 285 * S);
+    // a Retry-After on a 503 is honoured: the server's 10 min, not the 1.5 s transient backoff
+    const limited = decide({
+      ...inp,
+      fetched: { plan: first.fetch!, outcome: fail("transient", "TokenEndpointUnavailable", 10 * MIN)(DUE) },
+    });
+    expect(limited.requeueAtMs).toBe(A_DUE + 10 * MIN);
+    expect(limited.status.nextAttemptTime).toBe(new Date(A_DUE + 10 * MIN).toISOString());
+  });
+
+  it("a status without nextAttemptTime (an older operator's) gives lastFailureTime + the nominal delay", () => {
+    const status = failing(1, "InvalidClient", T0 - MIN, ["False", "InvalidClient"]);
+    const d = decide(input({ status, nowMs: T0 + 10 * S, held: HELD_OLD }));
+    expect(d.fetch).toBeUndefined();
+    expect(d.requeueAtMs).toBe(T0 - MIN + 5 * MIN);
+    // recorded: the recorded instant wins over the nominal one
+    const recorded = decide(
+      input({ status: { ...status, nextAttemptTime: iso(T0 + 20 * MIN) }, nowMs: T0 + 10 * S, held: HELD_OLD }),
+    );
+    expect(recorded.requeueAtMs).toBe(T0 + 20 * MIN);
   });
 
   it("a re-read that finds someone else's Secret: SecretConflict on the status as gathered", () => {

@@ -21,6 +21,7 @@ import {
   evaluateIssuance,
   failureDelayMs,
   nextAttemptAtMs,
+  nextAttemptTime,
   renewalTimeMs,
   renewBeforeNote,
   type FailureKind,
@@ -58,24 +59,23 @@ export interface HeldToken extends TokenValues {
   /** Fingerprint of the inputs it was fetched with (`fingerprintOf`). */
   fingerprint: string;
   renewAtMs: number;
+  /**
+   * The refresh annotation value handled once this token was fetched (`status.lastRefreshRequest`
+   * after it): a forced refresh whose Secret or status write failed is answered by this token on
+   * the retry, not by another request. Absent for a token read back from the Secret.
+   */
+  lastRefreshRequest?: string;
 }
 
-/**
- * What the last failed fetch of a NexarToken was for, and what status cannot record about it
- * (kept in memory by the process that saw it; absent after a restart). The backoff itself is
- * derived from status (`nextAttemptAtMs` in src/renewal/backoff.ts).
- */
-export interface LastFailure {
-  /** Fingerprint and generation of the failed fetch: a change of either retries at once. */
-  fingerprint: string;
-  generation: number;
-  /** The refresh annotation value the failed fetch answered (a new one retries at once). */
-  refreshRequest: string | undefined;
-  kind: FailureKind;
-  retryAfterMs: number | undefined;
-  /** The jitter draw of its delay. */
-  jitter: number;
-}
+/** The failure fields of a status after a success (or once a failure no longer applies). */
+const NO_FAILURE = {
+  failedAttempts: 0,
+  lastFailureReason: undefined,
+  lastFailureTime: undefined,
+  nextAttemptTime: undefined,
+  lastFailureFingerprint: undefined,
+  lastFailureRefreshRequest: undefined,
+} as const satisfies Partial<TokenStatus>;
 
 /** The target Secret as `namespace/name` + the resourceVersion and desired-Secret digest this process last wrote or read. */
 export interface VerifiedTarget {
@@ -120,7 +120,6 @@ export interface ReconcileInput {
   ownerExists: (key: string) => boolean;
   /** The token held in memory, if any. */
   held: HeldToken | undefined;
-  lastFailure: LastFailure | undefined;
   nowMs: number;
   /** A uniform draw in [0, 1) for this reconcile's jitter (renewal time, failure backoff). */
   jitter: number;
@@ -186,8 +185,6 @@ export interface Decision {
   fetch?: FetchPlan;
   /** The token to hold after this reconcile (undefined: leave memory as it is). */
   hold?: HeldToken;
-  /** The failure memory after this reconcile: a record, `null` to forget it, undefined to leave it. */
-  lastFailure?: LastFailure | null;
   /** The target Secret write (undefined: nothing to write). */
   secret?: SecretPlan;
   /** The next status (written only if it differs). */
@@ -248,23 +245,30 @@ export function decide(input: ReconcileInput): Decision {
   if (!own.ok) return secretConflict(input, own.message);
 
   // 4. The held token: memory first, else what the Secret holds (restart, leader change).
+  //    A spec change since status was written may move the renewal time (renewBefore): rescheduled
+  //    from the token held, no fetch (only a change of what the token is fetched with fetches).
+  const respec = status.observedGeneration !== undefined && status.observedGeneration !== generation;
   let held = input.held;
   let hold: HeldToken | undefined;
   if (!held) {
     const fromSecret = existing && !own.adopting ? storedToken(existing) : undefined;
     if (fromSecret?.fingerprint) {
       const renewAtMs =
-        status.expiresAt && Date.parse(status.expiresAt) === fromSecret.expiresAtMs && status.renewalTime
+        !respec && status.expiresAt && Date.parse(status.expiresAt) === fromSecret.expiresAtMs && status.renewalTime
           ? Date.parse(status.renewalTime)
           : renewalTimeMs(fromSecret, spec.renewBefore, input.jitter, input.nowMs);
-      held = hold = { ...fromSecret, fingerprint: fromSecret.fingerprint, renewAtMs };
+      // A Secret written before fingerprints were keyed: the same inputs, migrated by the rewrite.
+      const fingerprint =
+        fromSecret.fingerprint === creds.legacyFingerprint ? creds.fingerprint : fromSecret.fingerprint;
+      held = hold = { ...fromSecret, fingerprint, renewAtMs };
     }
+  } else if (respec) {
+    held = hold = { ...held, renewAtMs: renewalTimeMs(held, spec.renewBefore, input.jitter, input.nowMs) };
   }
 
   // 5. Fetch? The trigger policies, then the failure backoff (src/renewal/).
   let next: TokenStatus = { ...status, observedGeneration: generation, secretName: spec.target.name };
   let requeueAtMs: number | undefined;
-  let lastFailure: LastFailure | null | undefined;
   const events: EventPlan[] = [];
   let issued: Decision["issued"];
   let failed: Decision["failed"];
@@ -274,8 +278,7 @@ export function decide(input: ReconcileInput): Decision {
     if (trigger.kind === "fetch") return { fetch: trigger.plan, hold, status: next, events: [] };
     if (trigger.kind === "none") {
       // Nothing to fetch: an earlier failure no longer applies (e.g. credentials were put back).
-      lastFailure = null;
-      next = { ...next, failedAttempts: 0, lastFailureReason: undefined, lastFailureTime: undefined };
+      next = { ...next, ...NO_FAILURE, lastRefreshRequest: held?.lastRefreshRequest ?? status.lastRefreshRequest };
     } else requeueAtMs = trigger.untilMs; // backing off
   } else {
     const { plan, outcome } = input.fetched;
@@ -297,8 +300,10 @@ export function decide(input: ReconcileInput): Decision {
         receivedAtMs: t.receivedAtMs,
         fingerprint: creds.fingerprint,
         renewAtMs: renewalTimeMs(t, spec.renewBefore, input.jitter, nowMs),
+        lastRefreshRequest: plan.refreshRequested
+          ? nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT]
+          : (held?.lastRefreshRequest ?? status.lastRefreshRequest),
       };
-      lastFailure = null;
       events.push({
         type: "Normal",
         reason: "TokenIssued",
@@ -308,12 +313,8 @@ export function decide(input: ReconcileInput): Decision {
       next = {
         ...next,
         lastRefreshTime: rfc3339(nowMs),
-        failedAttempts: 0,
-        lastFailureReason: undefined,
-        lastFailureTime: undefined,
-        lastRefreshRequest: plan.refreshRequested
-          ? nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT]
-          : status.lastRefreshRequest,
+        ...NO_FAILURE,
+        lastRefreshRequest: held.lastRefreshRequest,
       };
       issued = {
         reason: plan.reason,
@@ -324,7 +325,6 @@ export function decide(input: ReconcileInput): Decision {
     } else {
       const f = failure(input, spec, plan, outcome, held, creds.fingerprint, next);
       next = f.next;
-      lastFailure = f.lastFailure;
       requeueAtMs = f.requeueAtMs;
       failed = f.failed;
       events.push({ type: "Warning", reason: "TokenRequestFailed", note: `${f.failed.reason}: ${f.failed.message}` });
@@ -397,9 +397,12 @@ export function decide(input: ReconcileInput): Decision {
       nowMs,
     );
   }
+  // The Ready condition kept through a backoff has seen this generation too.
+  if (next.conditions?.some((c) => c.type === "Ready" && c.observedGeneration !== generation)) {
+    next.conditions = next.conditions.map((c) => (c.type === "Ready" ? { ...c, observedGeneration: generation } : c));
+  }
   return {
     hold,
-    lastFailure,
     secret,
     status: next,
     events,
@@ -458,9 +461,11 @@ function fetchTrigger(
   fingerprint: string,
   next: TokenStatus,
 ): Trigger {
-  const { nt, status, lastFailure } = input;
+  const { nt, status } = input;
   const generation = nt.metadata.generation ?? 0;
   const refreshRequestedAt = nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT];
+  // The refresh request the held token answered counts as handled, written to status or not.
+  const lastRefreshRequest = held?.lastRefreshRequest ?? status.lastRefreshRequest;
   const issuance = evaluateIssuance({
     nowMs: input.nowMs,
     generation,
@@ -468,27 +473,26 @@ function fetchTrigger(
     currentToken: held,
     desiredFingerprint: fingerprint,
     refreshRequestedAt,
-    lastRefreshRequest: status.lastRefreshRequest,
+    lastRefreshRequest,
   });
   if (!issuance.issue) return { kind: "none" };
   const validUntilMs = held && held.fingerprint === fingerprint ? held.expiresAtMs : undefined;
-  const nextAt = nextAttemptAtMs(status, lastFailure, {
-    validUntilMs,
-    nowMs: input.nowMs,
-    scale: input.config.backoffScale,
-  });
-  // What the failed fetch was for: this process remembers it; after a restart it is taken as
-  // the current inputs (a credentials change made while no operator ran waits for the backoff).
+  const nextAt = nextAttemptAtMs(status, { validUntilMs, nowMs: input.nowMs, scale: input.config.backoffScale });
+  // What the failed fetch was for, from status; a status written before these fields existed is
+  // taken as the current inputs (a change made meanwhile waits for the backoff).
   const failedFor =
-    nextAt === undefined ? undefined : (lastFailure ?? { fingerprint, generation, refreshRequest: refreshRequestedAt });
-  const changed: "SpecChanged" | "CredentialsChanged" | undefined = !failedFor
-    ? undefined
-    : failedFor.generation !== generation
-      ? "SpecChanged"
-      : failedFor.fingerprint !== fingerprint
-        ? "CredentialsChanged"
-        : undefined;
-  const requested = refreshRequestedAt !== undefined && refreshRequestedAt !== status.lastRefreshRequest;
+    nextAt === undefined
+      ? undefined
+      : status.lastFailureFingerprint !== undefined
+        ? { fingerprint: status.lastFailureFingerprint, refreshRequest: status.lastFailureRefreshRequest }
+        : { fingerprint, refreshRequest: refreshRequestedAt };
+  const changed: "SpecChanged" | "CredentialsChanged" | undefined =
+    !failedFor || failedFor.fingerprint === fingerprint
+      ? undefined
+      : status.observedGeneration !== undefined && status.observedGeneration !== generation
+        ? "SpecChanged"
+        : "CredentialsChanged";
+  const requested = refreshRequestedAt !== undefined && refreshRequestedAt !== lastRefreshRequest;
   const newRequest = requested && failedFor?.refreshRequest !== refreshRequestedAt;
   const gate = backoffGate({
     nextAttemptAtMs: nextAt,
@@ -505,9 +509,7 @@ function fetchTrigger(
       shareReason: changed ?? issuance.reason,
       refreshRequested: requested,
       // A change of the credentials' data (not of the spec) is worth an Event: it explains a new token.
-      credentialsChanged:
-        issuance.reason === "CredentialsChanged" ||
-        (lastFailure !== undefined && lastFailure.fingerprint !== fingerprint && lastFailure.generation === generation),
+      credentialsChanged: issuance.reason === "CredentialsChanged" || changed === "CredentialsChanged",
       previousAttempts: failedFor && !changed ? (status.failedAttempts ?? 0) : 0,
       next,
     },
@@ -523,7 +525,7 @@ function failure(
   held: HeldToken | undefined,
   fingerprint: string,
   base: TokenStatus,
-): { next: TokenStatus; lastFailure: LastFailure; requeueAtMs: number; failed: NonNullable<Decision["failed"]> } {
+): { next: TokenStatus; requeueAtMs: number; failed: NonNullable<Decision["failed"]> } {
   const { nt } = input;
   const generation = nt.metadata.generation ?? 0;
   const err = outcome.error;
@@ -550,6 +552,9 @@ function failure(
     failedAttempts: attempts,
     lastFailureTime: rfc3339(failedAtMs),
     lastFailureReason: reason,
+    nextAttemptTime: nextAttemptTime(failedAtMs + delay),
+    lastFailureFingerprint: fingerprint,
+    lastFailureRefreshRequest: nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT],
   };
   next =
     err.kind === "credential" || !valid
@@ -567,14 +572,6 @@ function failure(
         };
   return {
     next,
-    lastFailure: {
-      fingerprint,
-      generation,
-      refreshRequest: nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT],
-      kind: err.kind,
-      retryAfterMs: outcome.retryAfterMs,
-      jitter: input.jitter,
-    },
     requeueAtMs: failedAtMs + delay,
     failed: {
       reason,

@@ -10,7 +10,7 @@ import { KubeEventRecorder } from "../kube/events.ts";
 import { SecretsApi } from "../kube/secrets.ts";
 import { StatusApi } from "../kube/status.ts";
 import type { TokenSource } from "../issuance/types.ts";
-import { BACKOFF_SCALE_ENV, backoffScaleFromEnv, ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
+import { BACKOFF_SCALE_ENV, ItemExponentialFailureRateLimiter } from "../renewal/index.ts";
 import { PromMetrics, type TokenSnapshot } from "../observability/metrics.ts";
 import { Reconciler, type ReconcilerConfig } from "./reconciler.ts";
 import { WorkQueue } from "./workqueue.ts";
@@ -29,8 +29,8 @@ export interface ManagerOptions {
   /** `host:port` of the metrics/health HTTP server; empty string = none. */
   httpAddress: string;
   /**
-   * The reconciler's settings. `backoffScale` (TEST-ONLY, see `backoffScaleFromEnv`): when not
-   * given, it is read from `process.env` here — the CLI's composition root should pass it.
+   * The reconciler's settings. `backoffScale` (TEST-ONLY, default 1) is read once by the CLI
+   * (`backoffScaleFromEnv` in src/cli/run.ts).
    */
   reconciler: ReconcilerConfig;
   version: string;
@@ -128,7 +128,7 @@ export class Manager {
       },
     });
     this.secretsApi = new SecretsApi(o.kube, (action) => this.metrics.secretWrite(action));
-    const backoffScale = o.reconciler.backoffScale ?? backoffScaleFromEnv(process.env);
+    const backoffScale = o.reconciler.backoffScale ?? 1;
     if (backoffScale !== 1) {
       log.warn({ backoffScale }, `failure backoff scaled by ${BACKOFF_SCALE_ENV} (test-only setting)`);
     }

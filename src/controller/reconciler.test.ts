@@ -124,7 +124,7 @@ function world(o: { config?: Partial<ReconcilerConfig>; fetch?: (ctx: FetchConte
     events: { normal: (_o, r) => events.push(`Normal ${r}`), warn: (_o, r) => events.push(`Warning ${r}`) },
     metrics,
     logger: pino({ level: "silent" }),
-    config: { allowInsecureTokenUrl: false, recheckMs: 60_000, ...o.config },
+    config: { allowInsecureTokenUrl: false, recheckMs: 60_000, fingerprintKey: Buffer.alloc(32, 1), ...o.config },
     now: () => now,
     random: () => 0.5,
   });

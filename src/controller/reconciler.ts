@@ -20,7 +20,6 @@ import {
   type FetchOutcome,
   type FetchPlan,
   type HeldToken,
-  type LastFailure,
   type ReconcileInput,
   type SecretPlan,
   type TargetView,
@@ -42,6 +41,8 @@ export interface ReconcilerConfig {
   fallbackLifetimeSeconds?: number;
   /** Re-check interval for conditions that no event announces (e.g. a missing credentials Secret), ms. */
   recheckMs: number;
+  /** The HMAC key of target Secret fingerprints (`loadFingerprintKey`, src/controller/fingerprint-key.ts). */
+  fingerprintKey: Uint8Array;
   /**
    * Factor applied to every failure backoff (bases and caps; a server's own `Retry-After` is
    * honoured as sent, only its cap is scaled). TEST-ONLY (`backoffScaleFromEnv` in
@@ -80,7 +81,7 @@ export interface ReconcilerDeps {
  *
  * 1. **gathers** (read-only): the NexarToken and its status from the informer, the spec resolved,
  *    the credentials value, the target Secret (skipped while the watch shows it unchanged), the
- *    token and last failure held in memory;
+ *    token held in memory;
  * 2. **decides** (`decide` in decide.ts, pure): fetch or not and why, the Secret write plan, the
  *    next status, the Events, the requeue time — and, after a fetch, once more with its outcome;
  * 3. **applies**: fetches through the issuer, writes the Secret (only if it differs; a 409 is
@@ -102,12 +103,6 @@ export class Reconciler {
    * the GET of the target Secret on every reconcile (with {@link verified}).
    */
   private readonly held = new Map<string, HeldToken>();
-  /**
-   * What the last failed fetch per NexarToken was for, its class, `Retry-After` and jitter draw
-   * (status holds its count, time and reason). Saves nothing: it tells a change since the failure
-   * (retry at once) from the same inputs (back off), which status cannot.
-   */
-  private readonly failures = new Map<string, LastFailure>();
   /**
    * The status this process last wrote per NexarToken, with the resourceVersion the API server
    * answered, while the informer has not delivered it yet. Saves a second token request (a
@@ -134,12 +129,11 @@ export class Reconciler {
     this.random = deps.random ?? Math.random;
     const scale = deps.config.backoffScale ?? 1;
     this.backoffScale = Number.isFinite(scale) && scale > 0 ? scale : 1;
-    this.credentials = new CredentialsCache(
-      deps.secrets,
-      deps.tokens,
-      deps.secretVersion,
-      deps.config.fallbackLifetimeSeconds,
-    );
+    this.credentials = new CredentialsCache(deps.secrets, deps.tokens, {
+      fingerprintKey: deps.config.fingerprintKey,
+      versionOf: deps.secretVersion,
+      fallbackLifetimeSeconds: deps.config.fallbackLifetimeSeconds,
+    });
   }
 
   /** Reconciles `namespace/name`: gather → decide → apply. */
@@ -171,7 +165,6 @@ export class Reconciler {
   /** Forgets in-memory state of a deleted NexarToken. */
   forget(key: string): void {
     this.held.delete(key);
-    this.failures.delete(key);
     this.written.delete(key);
     this.verified.delete(key);
   }
@@ -215,7 +208,6 @@ export class Reconciler {
       status: this.currentStatus(key, nt),
       ownerExists: (k: string) => this.d.getNexarToken(k) !== undefined,
       held: this.held.get(key),
-      lastFailure: this.failures.get(key),
       config: { recheckMs: this.d.config.recheckMs, backoffScale: this.backoffScale },
     };
     const valid = validateNexarToken(nt, { allowInsecureTokenUrl: this.d.config.allowInsecureTokenUrl });
@@ -384,11 +376,9 @@ export class Reconciler {
     return d.requeueAtMs === undefined ? {} : { requeueAfterMs: Math.max(0, d.requeueAtMs - this.now()) };
   }
 
-  /** The memory a decision leaves: the token held, the last failure. */
+  /** The memory a decision leaves: the token held. */
   private remember(key: string, d: Decision): void {
     if (d.hold) this.held.set(key, d.hold);
-    if (d.lastFailure === null) this.failures.delete(key);
-    else if (d.lastFailure) this.failures.set(key, d.lastFailure);
   }
 
   /**

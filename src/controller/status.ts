@@ -26,6 +26,12 @@ export interface TokenStatus {
   failedAttempts?: number;
   lastFailureTime?: string;
   lastFailureReason?: string;
+  /** The earliest next attempt while failures are reported (`nextAttemptAtMs`, src/renewal/backoff.ts). */
+  nextAttemptTime?: string;
+  /** Keyed fingerprint of the inputs of the last failed fetch (`fingerprintOf`). */
+  lastFailureFingerprint?: string;
+  /** The refresh annotation value the last failed fetch answered. */
+  lastFailureRefreshRequest?: string;
   secretName?: string;
   lastRefreshRequest?: string;
 }

@@ -341,33 +341,26 @@ describe("Issuer: per-client limiter", () => {
 });
 
 describe("Issuer.fromFlags", () => {
-  it("takes the test-only backoff scale as an option; the environment is only its fallback", async () => {
-    const saved = process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
-    process.env.NEXAR_OPERATOR_BACKOFF_SCALE = "0.001";
-    try {
-      let requests = 0;
-      const client: TokenFetcher = {
-        fetchToken: () => {
-          requests++;
-          return Promise.reject(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "no" }));
-        },
-      };
-      const fetch = (issuer: Issuer) =>
-        issuer.fetchToken({ request: req(), keys: issuer.keysFor(req(), {}) }, { reason: "NoToken" }).catch(() => {});
-      const optioned = Issuer.fromFlags(client, { issuanceLimits: "none" }, undefined, { backoffScale: 1 });
-      await fetch(optioned);
-      await new Promise((r) => setTimeout(r, 100));
-      await fetch(optioned);
-      expect(requests).toBe(1); // the credential failure is held 30 s, unscaled
-      const fromEnv = Issuer.fromFlags(client, { issuanceLimits: "none" });
-      await fetch(fromEnv);
-      await new Promise((r) => setTimeout(r, 100));
-      await fetch(fromEnv);
-      expect(requests).toBe(3); // held 30 ms
-    } finally {
-      if (saved === undefined) delete process.env.NEXAR_OPERATOR_BACKOFF_SCALE;
-      else process.env.NEXAR_OPERATOR_BACKOFF_SCALE = saved;
-    }
+  it("holds a credential failure for the backoff it is given (scaled by the test-only option, 1 by default)", async () => {
+    let requests = 0;
+    const client: TokenFetcher = {
+      fetchToken: () => {
+        requests++;
+        return Promise.reject(new TokenEndpointError({ kind: "credential", reason: "InvalidClient", message: "no" }));
+      },
+    };
+    const fetch = (issuer: Issuer) =>
+      issuer.fetchToken({ request: req(), keys: issuer.keysFor(req(), {}) }, { reason: "NoToken" }).catch(() => {});
+    const unscaled = Issuer.fromFlags(client, { issuanceLimits: "none" });
+    await fetch(unscaled);
+    await new Promise((r) => setTimeout(r, 100));
+    await fetch(unscaled);
+    expect(requests).toBe(1); // the credential failure is held 30 s
+    const scaled = Issuer.fromFlags(client, { issuanceLimits: "none" }, undefined, { backoffScale: 0.001 });
+    await fetch(scaled);
+    await new Promise((r) => setTimeout(r, 100));
+    await fetch(scaled);
+    expect(requests).toBe(3); // held 30 ms
   });
 });
 

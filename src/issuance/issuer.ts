@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { IssuedToken, TokenRequest } from "../oauth/types.ts";
 import { TokenEndpointError } from "../oauth/errors.ts";
-import { backoffScaleFromEnv, parseRetryAfter, retryDelayMs } from "../renewal/backoff.ts";
+import { parseRetryAfter, retryDelayMs } from "../renewal/backoff.ts";
 import { KeyHasher } from "./keys.ts";
 import {
   DEFAULT_ISSUANCE_LIMITS_FLAG,
@@ -114,7 +114,7 @@ const SWEEP_INTERVAL_MS = 30_000;
  * - **Limiter.** Every request books a slot with the per-client {@link IssuanceLimiter} (token
  *   URL + client id) and waits for it: it queues, never fails. Waiting is reported to
  *   `IssuanceHints.onWaiting` of every caller depending on the request, and to `onLimiterWait`.
- *   An HTTP 429 blocks the client for its `Retry-After`.
+ *   An HTTP 429, or any answer with a `Retry-After`, blocks the client for that long.
  * - **RefreshToken grant.** Never shared across credentials Secrets; every request goes through
  *   the process's one {@link RefreshTokenGuard} (one request at a time per credentials Secret,
  *   with the refresh token the Secret holds then); a rotated refresh token is stored through the
@@ -163,9 +163,8 @@ export class Issuer implements TokenSource {
   /**
    * Builds the issuer of `nexar-token-operator run` from its parsed flags: `issuanceLimits`
    * (flag `--issuance-limits`, syntax of `parseIssuanceLimits`, default Nexar's limits).
-   * `options.backoffScale` is the test-only backoff scale (`backoffScaleFromEnv`); when the
-   * caller gives none it is read from `process.env` here, the one place besides the Manager's
-   * options (the CLI's composition root should pass it).
+   * `options.backoffScale` is the test-only backoff scale, read once by the CLI
+   * (`backoffScaleFromEnv` in src/cli/run.ts); default 1.
    * @throws RangeError when the flag value does not parse.
    */
   static fromFlags(
@@ -182,7 +181,7 @@ export class Issuer implements TokenSource {
     );
     // The hold is a backoff: scaled with the others by the test-only backoff scale, so it stays
     // below the (scaled) credential-error backoff of a NexarToken's own retries.
-    const scale = options.backoffScale ?? backoffScaleFromEnv(process.env);
+    const scale = options.backoffScale ?? 1;
     const credentialFailureHoldMs = CREDENTIAL_FAILURE_HOLD_MS * scale;
     return new Issuer(client, { limits, logger, credentialFailureHoldMs });
   }
@@ -346,7 +345,7 @@ export class Issuer implements TokenSource {
   private async send(flight: Flight, credential: Credential): Promise<IssuedToken> {
     const clientKey = credential.keys.client;
     if (this.abort.signal.aborted) throw new IssuerClosedError();
-    // A 429's Retry-After holds the whole client, except explicit changes/requests (forced).
+    // A Retry-After holds the whole client, except explicit changes/requests (forced).
     const blockedUntil = flight.forced ? -Infinity : this.limiter.blockedUntilMs(clientKey);
     const t = this.now();
     if (blockedUntil > t) await this.wait(flight, { delayMs: blockedUntil - t, untilMs: blockedUntil });
@@ -364,12 +363,14 @@ export class Issuer implements TokenSource {
     let holdMs = 0;
     if (err instanceof TokenEndpointError) {
       if (err.kind === "credential") holdMs = this.credentialFailureHoldMs;
-      if (err.kind === "rateLimited") {
-        // RFC 6585 §4 / RFC 9110 §10.2.3: the whole client waits, not only this key.
+      // RFC 6585 §4 / RFC 9110 §10.2.3: a 429, or any answer with a Retry-After (a 503 may carry
+      // one), holds the whole client, not only this key.
+      const retryAfterMs = parseRetryAfter(err.retryAfterHeader, now);
+      if (err.kind === "rateLimited" || retryAfterMs !== undefined) {
         const delay = retryDelayMs({
           kind: "rateLimited",
           failedAttempts: slot.consecutiveFailures,
-          retryAfterMs: parseRetryAfter(err.retryAfterHeader, now),
+          retryAfterMs,
           random: () => 0,
         });
         this.limiter.block(clientKey, now + delay);

@@ -85,6 +85,23 @@ export class SecretsApi {
   }
 
   /**
+   * Secret `namespace/name` as it is, or `make()` created when there is none (404). When another
+   * process creates it first (409 AlreadyExists), the winner's Secret is read and returned, so
+   * every replica ends with the same one.
+   * @throws KubeApiError when it can be neither read nor created (e.g. 403 Forbidden).
+   */
+  async getOrCreate(namespace: string, name: string, make: () => Secret): Promise<Secret> {
+    const found = await this.get(namespace, name);
+    if (found) return found;
+    try {
+      return await this.#kube.request<Secret>("POST", secretPath(namespace), { body: make() });
+    } catch (err) {
+      if (!isStatus(err, 409)) throw err;
+      return await this.#kube.request<Secret>("GET", secretPath(namespace, name));
+    }
+  }
+
+  /**
    * A JSON merge patch (RFC 7386) of Secret `namespace/name` with the resourceVersion of `read`
    * as precondition. `next(read)` gives the patch, or a final answer without writing; on 409
    * Conflict the Secret is read again and `next` asked again, up to `attempts` attempts.

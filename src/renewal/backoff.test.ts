@@ -7,6 +7,7 @@ import {
   failureDelayMs,
   failureKindOfReason,
   nextAttemptAtMs,
+  nextAttemptTime,
   parseRetryAfter,
   retryDelayMs,
   type FailureKind,
@@ -282,28 +283,46 @@ describe("failureDelayMs (the delay of one failure, scaled)", () => {
   });
 });
 
+describe("failureDelayMs: a Retry-After on any status (RFC 9110 §10.2.3)", () => {
+  const T = 1_000_000_000;
+  const base = { failedAttempts: 1, jitter: 0.5, nowMs: T, scale: 1 };
+  it("a 503's Retry-After is honoured as a floor, capped at 15 min × scale, over the clamp to a valid token's expiry", () => {
+    expect(failureDelayMs({ ...base, kind: "transient", retryAfterMs: 120 * S })).toBe(120 * S);
+    expect(failureDelayMs({ ...base, kind: "transient", retryAfterMs: 120 * S, validUntilMs: T + 60 * S })).toBe(
+      120 * S,
+    );
+    expect(failureDelayMs({ ...base, kind: "transient", retryAfterMs: 86_400 * S })).toBe(15 * MIN);
+    expect(failureDelayMs({ ...base, kind: "transient", retryAfterMs: 0 })).toBe(1_500); // own backoff when longer
+    expect(failureDelayMs({ ...base, kind: "credential", retryAfterMs: 60 * S })).toBe(5 * MIN);
+    expect(failureDelayMs({ ...base, kind: "credential", retryAfterMs: 10 * MIN })).toBe(10 * MIN);
+  });
+});
+
 describe("nextAttemptAtMs (the backoff, from status)", () => {
   const failedAt = Date.parse("2026-12-01T10:00:00Z");
   const status = { failedAttempts: 2, lastFailureTime: "2026-12-01T10:00:00Z", lastFailureReason: "InvalidClient" };
   const o = { nowMs: failedAt + S, scale: 1 };
-  it("is lastFailureTime + the delay of failedAttempts: nominal after a restart, the seen class, Retry-After and jitter otherwise", () => {
-    expect(nextAttemptAtMs(status, undefined, o)).toBe(failedAt + 10 * MIN);
-    expect(nextAttemptAtMs(status, { kind: "credential", jitter: 0 }, o)).toBe(failedAt + 9 * MIN);
-    // an unusable 200 answer is credential-class although its reason (InvalidResponse) reads transient
-    const invalid = { ...status, lastFailureReason: "InvalidResponse" };
-    expect(nextAttemptAtMs(invalid, undefined, o)).toBe(failedAt + 3 * S);
-    expect(nextAttemptAtMs(invalid, { kind: "credential", jitter: 0.5 }, o)).toBe(failedAt + 10 * MIN);
-    const limited = { ...status, lastFailureReason: "RateLimited" };
-    expect(nextAttemptAtMs(limited, { kind: "rateLimited", retryAfterMs: 7 * S, jitter: 0.5 }, o)).toBe(
-      failedAt + 7 * S,
+  it("is the recorded nextAttemptTime (class, Retry-After and jitter as decided at the failure)", () => {
+    expect(nextAttemptAtMs({ ...status, nextAttemptTime: nextAttemptTime(failedAt + 7_001.2) }, o)).toBe(
+      failedAt + 7_002,
     );
+    expect(nextAttemptTime(failedAt + 0.2)).toBe("2026-12-01T10:00:00.001Z");
+  });
+  it("without one (an older operator's status): lastFailureTime + the nominal delay of the reason's class", () => {
+    expect(nextAttemptAtMs(status, o)).toBe(failedAt + 10 * MIN);
+    expect(nextAttemptAtMs({ ...status, nextAttemptTime: "soon" }, o)).toBe(failedAt + 10 * MIN);
+    expect(nextAttemptAtMs({ ...status, lastFailureReason: "InvalidResponse" }, o)).toBe(failedAt + 3 * S);
+    // a valid token held for the same inputs clamps a transient delay to half-way to its expiry
+    const transient = { ...status, failedAttempts: 6, lastFailureReason: "TokenEndpointUnavailable" };
+    expect(nextAttemptAtMs(transient, o)).toBe(failedAt + 48 * S);
+    expect(nextAttemptAtMs(transient, { ...o, validUntilMs: failedAt + 21 * S })).toBe(failedAt + 10 * S);
   });
   it("is undefined when status records no failure", () => {
-    expect(nextAttemptAtMs({}, undefined, o)).toBeUndefined();
-    expect(nextAttemptAtMs({ ...status, failedAttempts: 0 }, undefined, o)).toBeUndefined();
-    expect(nextAttemptAtMs({ ...status, lastFailureTime: undefined }, undefined, o)).toBeUndefined();
-    expect(nextAttemptAtMs({ ...status, lastFailureReason: undefined }, undefined, o)).toBeUndefined();
-    expect(nextAttemptAtMs({ ...status, lastFailureTime: "yesterday" }, undefined, o)).toBeUndefined();
+    expect(nextAttemptAtMs({}, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, failedAttempts: 0 }, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureTime: undefined }, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureReason: undefined }, o)).toBeUndefined();
+    expect(nextAttemptAtMs({ ...status, lastFailureTime: "yesterday" }, o)).toBeUndefined();
   });
 });
 

@@ -1,11 +1,11 @@
 /**
  * How long to wait after a failed token fetch (SPEC §3.4), and `Retry-After` parsing (RFC 9110 §10.2.3).
  *
- * The backoff is a function of what the NexarToken's status records — `failedAttempts`,
- * `lastFailureTime`, `lastFailureReason` — plus what status cannot hold: the failure's class, the
- * server's `Retry-After` and the jitter draw, known to the process that saw the failure (after a
- * restart: the class of the reason, no `Retry-After`, the mid jitter). So it survives restarts
- * (cert-manager derives its issuance backoff from status the same way).
+ * The backoff is a function of what the NexarToken's status records: `failedAttempts`,
+ * `lastFailureTime`, `lastFailureReason`, and `nextAttemptTime`, the delay chosen when the failure
+ * happened from its class, the server's `Retry-After` and the jitter draw. Nothing is kept in
+ * memory, so it survives restarts and leader changes (cert-manager derives its issuance backoff
+ * from status the same way).
  *
  * Pure: `random`/`jitter` and `nowMs` come from the caller.
  */
@@ -202,7 +202,7 @@ export interface FailureDelayInput {
   kind: FailureKind;
   /** Consecutive failures so far, 1 = first. */
   failedAttempts: number;
-  /** The server's `Retry-After`, ms ({@link parseRetryAfter}); used for `rateLimited` only. */
+  /** The server's `Retry-After`, ms ({@link parseRetryAfter}), whatever the status that carried it. */
   retryAfterMs?: number;
   /** Jitter draw in [0, 1) (0.5 = the nominal delay). */
   jitter: number;
@@ -223,68 +223,75 @@ export interface FailureDelayInput {
  * - credential and transient: {@link retryDelayMs} × scale; a credential failure keeps its long
  *   backoff even while a valid token is held (a permanent `invalid_client` must not turn into a
  *   storm as expiry nears);
- * - rate limited with a `Retry-After`: the server's delay (at least 1 s) as sent, capped at
- *   15 min × scale;
  * - otherwise, while a valid token is held ({@link FailureDelayInput.validUntilMs}), at most half
- *   the time to its expiry, at least 2 s × scale.
+ *   the time to its expiry, at least 2 s × scale;
+ * - a `Retry-After` from the server, on any status (RFC 9110 §10.2.3 gives it to 503 and 3xx as
+ *   well as 429): the delay is at least the server's (itself at least 1 s), capped at 15 min ×
+ *   scale; for a rate-limited answer it is the server's delay as sent.
  * Never throws; the result is a non-negative whole number of ms.
  */
 export function failureDelayMs(i: FailureDelayInput): number {
   const s = i.scale;
   const random = () => i.jitter;
   let delay: number;
-  if (i.kind === "rateLimited" && i.retryAfterMs !== undefined) {
-    delay = Math.min(
-      retryDelayMs({ kind: i.kind, failedAttempts: i.failedAttempts, retryAfterMs: i.retryAfterMs, random }),
-      BACKOFF.retryAfterMaxMs * s,
-    );
+  const asked =
+    i.retryAfterMs === undefined || Number.isNaN(i.retryAfterMs)
+      ? undefined
+      : Math.min(Math.max(i.retryAfterMs, BACKOFF.retryAfterMinMs), BACKOFF.retryAfterMaxMs * s);
+  if (i.kind === "rateLimited" && asked !== undefined) {
+    delay = asked;
   } else {
     delay = retryDelayMs({ kind: i.kind, failedAttempts: i.failedAttempts, random }) * s;
     if (i.kind !== "credential" && i.validUntilMs !== undefined && i.validUntilMs > i.nowMs) {
       delay = Math.min(delay, Math.max((i.validUntilMs - i.nowMs) / 2, BACKOFF.transientBaseMs * s));
     }
+    if (asked !== undefined) delay = Math.max(delay, asked);
   }
   return Math.max(0, Math.round(delay));
 }
 
-/** The failure fields of a NexarToken status (RFC 3339 times, second precision). */
+/** The failure fields of a NexarToken status (RFC 3339 times). */
 export interface FailureStatus {
   failedAttempts?: number;
   lastFailureTime?: string;
   lastFailureReason?: string;
-}
-
-/** What the process that saw a failure knows beyond status. */
-export interface SeenFailure {
-  kind: FailureKind;
-  retryAfterMs?: number;
-  /** The jitter draw of the delay. */
-  jitter: number;
+  /** {@link nextAttemptTime} of the delay chosen when the failure happened. */
+  nextAttemptTime?: string;
 }
 
 /**
- * When the next attempt may start after the failures `status` records, epoch ms:
- * `lastFailureTime` + {@link failureDelayMs} for `failedAttempts`, with the class, `Retry-After`
- * and jitter of `seen` when this process saw the failure, else (after a restart or a leader
- * change) the class of `lastFailureReason`, no `Retry-After` and the nominal (mid-jitter) delay.
- * @returns undefined when status records no failure (or an unreadable `lastFailureTime`).
+ * `status.nextAttemptTime` for an attempt due at `atMs` (epoch ms): RFC 3339 UTC with
+ * milliseconds, rounded up (a scaled test backoff is shorter than a second). Never throws for a
+ * finite `atMs`.
+ */
+export function nextAttemptTime(atMs: number): string {
+  return new Date(Math.ceil(atMs)).toISOString();
+}
+
+/**
+ * When the next attempt may start after the failures `status` records, epoch ms: its
+ * `nextAttemptTime`, which holds the class, `Retry-After` and jitter of the failure as decided
+ * then. A status without it (written by an older operator) gives `lastFailureTime` +
+ * {@link failureDelayMs} for `failedAttempts`, the class of `lastFailureReason`, no `Retry-After`,
+ * the nominal (mid-jitter) delay and `o.validUntilMs` (a valid token held for the same inputs).
+ * @returns undefined when status records no failure (or an unreadable time).
  */
 export function nextAttemptAtMs(
   status: FailureStatus,
-  seen: SeenFailure | undefined,
   o: { validUntilMs?: number; nowMs: number; scale: number },
 ): number | undefined {
   const { failedAttempts, lastFailureTime, lastFailureReason } = status;
   if (!failedAttempts || !lastFailureTime || !lastFailureReason) return undefined;
+  const recorded = status.nextAttemptTime === undefined ? NaN : Date.parse(status.nextAttemptTime);
+  if (Number.isFinite(recorded)) return recorded;
   const failedAtMs = Date.parse(lastFailureTime);
   if (!Number.isFinite(failedAtMs)) return undefined;
   return (
     failedAtMs +
     failureDelayMs({
-      kind: seen?.kind ?? failureKindOfReason(lastFailureReason),
+      kind: failureKindOfReason(lastFailureReason),
       failedAttempts,
-      retryAfterMs: seen?.retryAfterMs,
-      jitter: seen?.jitter ?? 0.5,
+      jitter: 0.5,
       validUntilMs: o.validUntilMs,
       nowMs: o.nowMs,
       scale: o.scale,

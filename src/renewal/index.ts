@@ -34,16 +34,10 @@ export {
   failureDelayMs,
   failureKindOfReason,
   nextAttemptAtMs,
+  nextAttemptTime,
   backoffGate,
 } from "./backoff.ts";
-export type {
-  FailureKind,
-  RetryDelayInput,
-  FailureDelayInput,
-  FailureStatus,
-  SeenFailure,
-  BackoffGateInput,
-} from "./backoff.ts";
+export type { FailureKind, RetryDelayInput, FailureDelayInput, FailureStatus, BackoffGateInput } from "./backoff.ts";
 
 export { ItemExponentialFailureRateLimiter } from "./ratelimit.ts";
 export type { ItemExponentialFailureRateLimiterOptions } from "./ratelimit.ts";

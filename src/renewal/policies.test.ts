@@ -64,9 +64,14 @@ describe("evaluateIssuance: table", () => {
       want: "NoToken",
     },
     {
-      name: "spec changed (generation bumped)",
-      input: { generation: 4 },
+      name: "spec changed (generation bumped) in what the token is fetched with (the fingerprint differs)",
+      input: { generation: 4, desiredFingerprint: "fp-other" },
       want: "SpecChanged",
+    },
+    {
+      name: "spec changed in nothing the token depends on (target, renewBefore): no fetch",
+      input: { generation: 4 },
+      want: wait(T0 + 16 * H),
     },
     {
       name: "credentials / token URL / scopes changed",
@@ -182,7 +187,7 @@ describe("evaluateIssuance: messages", () => {
   it("are non-empty, name the time where relevant, and never carry the fingerprint", () => {
     const inputs: Partial<IssuanceInput>[] = [
       { currentToken: undefined },
-      { generation: 4 },
+      { generation: 4, desiredFingerprint: "fp-other-SECRETISH" },
       { desiredFingerprint: "fp-other-SECRETISH" },
       { refreshRequestedAt: "x" },
       { nowMs: T0 + 30 * H },
@@ -249,7 +254,6 @@ describe("evaluateIssuance: properties over 1000 random inputs", () => {
       const t = input.currentToken;
       const shouldIssue =
         t === undefined ||
-        (input.observedGeneration !== undefined && input.observedGeneration !== input.generation) ||
         t.fingerprint !== input.desiredFingerprint ||
         (!!input.refreshRequestedAt && input.refreshRequestedAt !== input.lastRefreshRequest) ||
         input.nowMs >= t.expiresAtMs ||

@@ -26,9 +26,9 @@ export interface IssuanceInput {
     fingerprint: string;
   };
   /**
-   * Fingerprint of token URL, grant, client authentication, client id + secret and scopes as they
-   * are now, computed by the caller (an unkeyed SHA-256, `fingerprintOf` in src/controller/credentials.ts);
-   * policies only compare it.
+   * Fingerprint of token URL, grant, client authentication, client id + secret, scopes and
+   * fallback lifetime as they are now, computed by the caller (a keyed HMAC-SHA256, `fingerprintOf`
+   * in src/controller/credentials.ts); policies only compare it.
    */
   desiredFingerprint: string;
   /** Value of the `nexar-operator.io/refresh-requested-at` annotation (RFC 3339 by convention), if any. */
@@ -59,11 +59,17 @@ export const noToken: Policy = ({ currentToken }) =>
 
 /**
  * Fetch when the spec changed since the status was last written (generation ≠ observedGeneration;
- * Kubernetes API conventions: generation changes on spec writes only). An unknown
- * observedGeneration (status never written, or lost) is not a change: the fingerprint decides.
+ * Kubernetes API conventions: generation changes on spec writes only) AND the change is one the
+ * token depends on (the fingerprint differs: token URL, grant, client authentication, credentials
+ * reference, scopes, fallback lifetime). Any other spec change (target, renewBefore) only rewrites
+ * the Secret or reschedules the renewal, from the token held. An unknown observedGeneration
+ * (status never written, or lost) is not a spec change: {@link credentialsChanged} then decides.
  */
-export const specChanged: Policy = ({ generation, observedGeneration }) =>
-  observedGeneration !== undefined && generation !== observedGeneration
+export const specChanged: Policy = ({ generation, observedGeneration, currentToken, desiredFingerprint }) =>
+  observedGeneration !== undefined &&
+  generation !== observedGeneration &&
+  currentToken !== undefined &&
+  currentToken.fingerprint !== desiredFingerprint
     ? {
         reason: "SpecChanged",
         message: `Fetching a token as the spec changed (generation ${generation}, observed ${observedGeneration})`,
