@@ -329,6 +329,32 @@ describe("Issuer: per-client limiter", () => {
     expect(ep.requests).toHaveLength(3);
   });
 
+  it("a 503 with Retry-After blocks the client as a 429 does; one without it does not (RFC 9110 §10.2.3)", async () => {
+    const { ep, issuer, time, waits } = setup({ limits: [{ limit: 100, windowMs: 1_000 }] });
+    const unavailable = (retryAfterHeader?: string) =>
+      new TokenEndpointError({
+        kind: "transient",
+        reason: "TokenEndpointUnavailable",
+        message: "503",
+        ...(retryAfterHeader ? { retryAfterHeader } : {}),
+      });
+    ep.fail(unavailable());
+    await expect(issuer.fetch(req(), { reason: "NoToken" })).rejects.toBeInstanceOf(TokenEndpointError);
+    ep.fail(unavailable("120"));
+    await expect(issuer.fetch(req({ scopes: ["b"] }), { reason: "NoToken" })).rejects.toBeInstanceOf(
+      TokenEndpointError,
+    );
+    expect(waits).toHaveLength(0); // the first 503 (no Retry-After) held nothing
+    ep.fail(undefined);
+    const p = issuer.fetch(req({ scopes: ["c"] }), { reason: "NoToken" });
+    await flush();
+    expect(waits[0]?.delayMs).toBe(120_000);
+    expect(ep.requests).toHaveLength(2);
+    await time.advance(120_000);
+    await p;
+    expect(ep.requests).toHaveLength(3);
+  });
+
   it("close() fails requests waiting for the limiter at once and refuses new fetches", async () => {
     const { issuer } = setup({ limits: [{ limit: 1, windowMs: 3_600_000 }] });
     await issuer.fetch(req(), {});
