@@ -346,12 +346,26 @@ describe("chart static checks", () => {
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
-        "Role",
+        "Role", // the leader-election Lease
+        "Role", // the fingerprint key Secret
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
       ].sort(),
     );
+    expect(c.args).toContain("--fingerprint-key-secret=nexar-token-operator-fingerprint-key");
+    const keyRole = objs.find((o) => o.kind === "Role" && o.metadata.name.endsWith("-fingerprint-key")) as
+      { rules: { resources: string[]; resourceNames?: string[]; verbs: string[] }[] } | undefined;
+    expect(keyRole?.rules).toEqual([
+      {
+        apiGroups: [""],
+        resources: ["secrets"],
+        resourceNames: ["nexar-token-operator-fingerprint-key"],
+        verbs: ["get"],
+      },
+      { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
+    ]);
   });
 });
 

@@ -117,10 +117,11 @@ describe("a permanent invalid_client", () => {
     // Five identical failures over two processes: at most one Warning Event per process.
     expect((await eventsFor(env, ns, "supply", "TokenRequestFailed")).length).toBeLessThanOrEqual(2);
 
-    // A spec change retries at once although the next attempt is ~36 s away.
+    // A spec change of what the token is fetched with (the scopes) retries at once although the
+    // next attempt is ~36 s away (a change of anything else waits: src/controller/decide.test.ts).
     const beforeSpec = requestsOf(env, "storm-app").length;
     const specChanged = Date.now();
-    await patchToken(env, ns, "supply", { spec: { target: { labels: { retry: "now" } } } });
+    await patchToken(env, ns, "supply", { spec: { scopes: ["supply.domain", "design.domain"] } });
     const afterSpec = await waitForRequests(env, "storm-app", beforeSpec + 1, 10_000);
     expect((afterSpec[beforeSpec]?.atMs ?? 0) - specChanged).toBeLessThan(5_000);
     await waitFor(
