@@ -2,8 +2,8 @@
  * KubeClient against real loopback servers: HTTP/2 multiplexing, a new connection after GOAWAY,
  * HTTP/1.1 when the server does not offer HTTP/2, the PING health check on a dead peer and on a
  * quiet watch, deadlines, watch-stream framing, and credentials from client-node's KubeConfig
- * (one exec-plugin run for concurrent requests, new connections for a new client certificate,
- * impersonation headers).
+ * (one exec-plugin run for concurrent requests, renewal ahead of the expiry and after a 401, new
+ * connections for a new client certificate, impersonation headers).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
@@ -12,9 +12,16 @@ import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import type { TLSSocket } from "node:tls";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { stringify } from "yaml";
-import { KubeApiError, KubeClient, type KubeClientOptions, type WatchEvent } from "./client.ts";
+import {
+  CREDENTIAL_RENEW_MARGIN_MS,
+  credentialRenewTime,
+  KubeApiError,
+  KubeClient,
+  type KubeClientOptions,
+  type WatchEvent,
+} from "./client.ts";
 import { loadKubeConfig } from "./config.ts";
 import { selfSigned as selfSignedIn } from "../../test/harness/self-signed.ts";
 
@@ -306,6 +313,88 @@ process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/
     await c.request("GET", "/things/later");
     expect(runs()).toBe(3);
     expect(new Set(stats.headers.map((h) => h.authorization))).toEqual(new Set(["Bearer exec-token"]));
+  });
+
+  /** An exec plugin printing the token in `tokenFile`, valid `lifetimeS` seconds; counts its runs. */
+  function execPlugin(name: string, lifetimeS: number) {
+    const count = join(dir, `${name}-count`);
+    const tokenFile = join(dir, `${name}-token`);
+    const plugin = join(dir, `${name}.mjs`);
+    writeFileSync(count, "");
+    writeFileSync(tokenFile, "old");
+    writeFileSync(
+      plugin,
+      `import { appendFileSync, readFileSync } from "node:fs";
+appendFileSync(${JSON.stringify(count)}, "x");
+process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential",
+  status: { token: readFileSync(${JSON.stringify(tokenFile)}, "utf8"),
+    expirationTimestamp: new Date(Date.now() + ${lifetimeS * 1000}).toISOString() } }));
+`,
+    );
+    return {
+      user: { exec: { apiVersion: "client.authentication.k8s.io/v1", command: process.execPath, args: [plugin] } },
+      runs: () => readFileSync(count, "utf8").length,
+      setToken: (t: string) => writeFileSync(tokenFile, t),
+    };
+  }
+
+  it("renews an exec credential CREDENTIAL_RENEW_MARGIN_MS ahead of its expirationTimestamp, not earlier", async () => {
+    const { url, stats } = await h2Server();
+    const p = execPlugin("ahead", 3600);
+    const obtained = Date.now();
+    const c = await client(url, {}, p.user);
+    expect(p.runs()).toBe(1);
+    const expires = obtained + 3600_000; // at most this, at least a few ms less
+    try {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      vi.setSystemTime(expires - CREDENTIAL_RENEW_MARGIN_MS - 2_000);
+      p.setToken("new");
+      await c.request("GET", "/things/still-cached");
+      expect(p.runs()).toBe(1);
+      vi.setSystemTime(expires - CREDENTIAL_RENEW_MARGIN_MS + 2_000); // inside the margin, before the expiry
+      await c.request("GET", "/things/renewed");
+      expect(p.runs()).toBe(2);
+      await c.request("GET", "/things/cached-again");
+      expect(p.runs()).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(stats.headers.map((h) => h.authorization)).toEqual(["Bearer old", "Bearer new", "Bearer new"]);
+  });
+
+  it("renews a short-lived exec credential half-way through its lifetime", () => {
+    expect(credentialRenewTime(0, 4_000)).toBe(2_000);
+    expect(credentialRenewTime(0, 3600_000)).toBe(3600_000 - CREDENTIAL_RENEW_MARGIN_MS);
+    expect(credentialRenewTime(5_000, 4_000)).toBe(4_000);
+    expect(credentialRenewTime(0, undefined)).toBeUndefined();
+  });
+
+  it("on a 401 runs the exec plugin again and retries once; a second 401 is thrown", async () => {
+    const valid = new Set(["Bearer new"]);
+    const seen: string[] = [];
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream, headers) => {
+      const auth = String(headers.authorization);
+      seen.push(auth);
+      const ok = valid.has(auth);
+      stream.respond({ ":status": ok ? 200 : 401, "content-type": "application/json" });
+      stream.end(JSON.stringify(ok ? {} : { kind: "Status", reason: "Unauthorized", message: "Unauthorized" }));
+    });
+    const p = execPlugin("revoked", 3600);
+    const c = await client(await listen(server), {}, p.user);
+    p.setToken("new");
+    // Requests that start together and all get a 401 share one plugin run.
+    await Promise.all(Array.from({ length: 5 }, (_, i) => c.request("GET", `/things/r${i}`)));
+    expect(p.runs()).toBe(2);
+    expect(seen.filter((a) => a === "Bearer old")).toHaveLength(5);
+    expect(seen.filter((a) => a === "Bearer new")).toHaveLength(5);
+    valid.clear();
+    p.setToken("revoked-too");
+    const err = (await c.request("GET", "/things/x").catch((e: unknown) => e)) as KubeApiError;
+    expect(err).toBeInstanceOf(KubeApiError);
+    expect(err.status).toBe(401);
+    expect(p.runs()).toBe(3);
+    expect(seen.slice(-2)).toEqual(["Bearer new", "Bearer revoked-too"]);
   });
 
   it("an exec plugin that fails names the kubeconfig user, never its output", async () => {

@@ -1,7 +1,7 @@
 import type { ConnectionOptions } from "node:tls";
 import type { Dispatcher } from "undici";
 import { proxyAwareDispatcher, type ProxyEnvironment } from "../http/proxy.ts";
-import type { KubeConfig } from "./config.ts";
+import { cachedExecCredentialExpiry, withEmptyCredentialCaches, type KubeConfig } from "./config.ts";
 
 import type { KubeObject } from "../api/meta.ts";
 export type { KubeObject, ObjectMeta, OwnerReference } from "../api/meta.ts";
@@ -61,7 +61,25 @@ export interface RequestOptions {
 }
 
 /** What {@link KubeClient} needs of a kubeconfig: client-node's `KubeConfig`, loaded (`./config.ts`). */
-export type KubeCredentialSource = Pick<KubeConfig, "getCurrentCluster" | "getCurrentUser" | "applyToHTTPSOptions">;
+export type KubeCredentialSource = KubeConfig;
+
+/**
+ * How long before its `expirationTimestamp` an exec credential is renewed, milliseconds, at most
+ * half its lifetime: client-go's leeway for a cached token (`transport/token_source.go`,
+ * `cachingTokenSource`, 10 s), so a request never leaves with a credential about to lapse.
+ */
+export const CREDENTIAL_RENEW_MARGIN_MS = 10_000;
+
+/**
+ * When to renew a credential obtained at `obtainedAt` that expires at `expiresAt` (epoch ms):
+ * {@link CREDENTIAL_RENEW_MARGIN_MS} ahead of the expiry, or half-way through a shorter lifetime;
+ * `expiresAt` itself when it is not after `obtainedAt`. `undefined` when it does not expire.
+ */
+export function credentialRenewTime(obtainedAt: number, expiresAt: number | undefined): number | undefined {
+  if (expiresAt === undefined) return undefined;
+  const lifetime = expiresAt - obtainedAt;
+  return lifetime > 0 ? expiresAt - Math.min(CREDENTIAL_RENEW_MARGIN_MS, lifetime / 2) : expiresAt;
+}
 
 /** Options of {@link KubeClient.create}. */
 export interface KubeClientOptions {
@@ -92,6 +110,8 @@ export interface KubeClientOptions {
 interface Credentials {
   headers: Readonly<Record<string, string | string[]>>;
   tls: ConnectionOptions;
+  /** The credential generation they belong to ({@link KubeClient} counts renewals). */
+  generation?: number;
 }
 
 /** The two dispatchers of one set of TLS material. */
@@ -118,9 +138,17 @@ function sameTls(a: ConnectionOptions, b: ConnectionOptions): boolean {
 /**
  * A thin REST client for the Kubernetes API. Credentials, TLS, the server address and its proxy
  * come from a client-node `KubeConfig` (kubeconfig file, exec plugin, in-cluster service account
- * …), asked again before each request — client-node decides what it caches (an exec credential
- * until its `expirationTimestamp`, a token file for 60 s) and re-reads certificate files; requests
- * in flight at the same time share one such lookup. Nothing here knows about NexarTokens.
+ * …), asked again before each request — client-node caches an exec credential until its
+ * `expirationTimestamp` and a token file for 60 s, and re-reads certificate files; requests in
+ * flight at the same time share one such lookup. Nothing here knows about NexarTokens.
+ *
+ * Renewal, as client-go does it (and as the Kubernetes "client-go credential plugins" contract
+ * says: cached until the expiry, or until the server answers 401): an exec credential is renewed
+ * {@link CREDENTIAL_RENEW_MARGIN_MS} before its `expirationTimestamp`; and a 401 drops the cached
+ * credentials (unless a renewal already replaced the ones the request carried), asks client-node
+ * again and sends the request once more — one retry, whose 401 is thrown. Both drop the cache by
+ * moving to a `KubeConfig` with empty caches ({@link withEmptyCredentialCaches}), so the plugin
+ * runs again (and a token file is re-read) on client-node's own code path.
  *
  * Transport: undici, HTTP/2 when the server offers it (ALPN `h2`; kube-apiserver does), else
  * HTTP/1.1 with up to 32 kept-alive connections. Watches have their own dispatcher, so a burst of
@@ -132,7 +160,7 @@ function sameTls(a: ConnectionOptions, b: ConnectionOptions): boolean {
 export class KubeClient {
   /** The API server URL, without a trailing slash. */
   readonly server: string;
-  private readonly kc: KubeCredentialSource;
+  private kc: KubeCredentialSource;
   private readonly origin: string;
   /** Path of the server URL (e.g. `/k8s/clusters/c-1` behind a proxy), without a trailing slash; often empty. */
   private readonly prefix: string;
@@ -146,6 +174,12 @@ export class KubeClient {
   private readonly retired = new Set<Dispatcher>();
   /** The credential lookup in progress, shared by the requests that start meanwhile. */
   private pending: Promise<Credentials> | undefined;
+  /** Bumped when the cached credentials are dropped; a lookup's result carries the value it began with. */
+  private generation = 0;
+  /** The cached credentials were dropped: the next lookup starts from a `KubeConfig` with empty caches. */
+  private stale = false;
+  /** The exec credential in use: its `expirationTimestamp` (epoch ms), when it is renewed, and its generation. */
+  private exec: { expiresAt: number; renewAt: number | undefined; generation: number } | undefined;
 
   private constructor(
     kc: KubeCredentialSource,
@@ -155,6 +189,7 @@ export class KubeClient {
     o: KubeClientOptions,
   ) {
     this.kc = kc;
+    this.noteExecCredential(Date.now(), 0);
     this.server = server.replace(/\/$/, "");
     const url = new URL(this.server);
     this.origin = url.origin;
@@ -201,12 +236,56 @@ export class KubeClient {
     return { tls, requests: make(32), watches: make(null) };
   }
 
-  /** The credentials for the next request (one lookup for all requests that start while it runs). */
-  private credentials(): Promise<Credentials> {
-    this.pending ??= readCredentials(this.kc, this.impersonation["impersonate-user"] !== undefined).finally(() => {
-      this.pending = undefined;
-    });
-    return this.pending;
+  /**
+   * The credentials for the next request (one lookup for all requests that start while it runs),
+   * of the current generation: a lookup overtaken by {@link invalidate} is followed by another.
+   */
+  private async credentials(): Promise<Credentials> {
+    for (;;) {
+      this.pending ??= this.lookup().finally(() => {
+        this.pending = undefined;
+      });
+      const cred = await this.pending;
+      if (cred.generation === this.generation) return cred;
+    }
+  }
+
+  private async lookup(): Promise<Credentials> {
+    const now = Date.now();
+    if (this.exec?.renewAt !== undefined && now >= this.exec.renewAt) this.invalidate(this.generation);
+    if (this.stale) {
+      this.stale = false;
+      this.kc = await withEmptyCredentialCaches(this.kc);
+    }
+    const generation = this.generation;
+    const cred = await readCredentials(this.kc, this.impersonation["impersonate-user"] !== undefined);
+    this.noteExecCredential(now, generation);
+    return { ...cred, generation };
+  }
+
+  /**
+   * Records the expiry of the exec credential client-node now holds (read at `now`, in
+   * `generation`). A plugin that hands out the credential it was just asked to renew (its own
+   * cache, as `kubelogin` has) is not asked again ahead of time: client-node's expiry check and a
+   * 401 still renew it.
+   */
+  private noteExecCredential(now: number, generation: number): void {
+    const expiresAt = cachedExecCredentialExpiry(this.kc);
+    const prev = this.exec;
+    if (expiresAt === undefined) this.exec = undefined;
+    else if (prev?.expiresAt !== expiresAt) {
+      this.exec = { expiresAt, renewAt: credentialRenewTime(now, expiresAt), generation };
+    } else if (prev.generation !== generation) this.exec = { expiresAt, renewAt: undefined, generation };
+  }
+
+  /**
+   * Drops the cached credentials if they are still those of `generation` (a 401 for credentials a
+   * renewal already replaced drops nothing: client-go's `maybeRefreshCreds`).
+   */
+  private invalidate(generation: number): void {
+    if (generation !== this.generation) return;
+    this.generation++;
+    this.stale = true;
   }
 
   /** The dispatchers for `tls`: the current ones, or new ones when the TLS material changed. */
@@ -235,7 +314,8 @@ export class KubeClient {
   }
 
   /**
-   * Sends a request; resolves with the response after a 2xx (body unread), or throws.
+   * Sends a request; resolves with the response after a 2xx (body unread), or throws. A 401 drops
+   * the cached credentials and sends the request once more with new ones.
    * @param bodyTimeoutMs longest gap between body chunks (a watch: its idle timeout).
    */
   private async send(
@@ -245,20 +325,38 @@ export class KubeClient {
     watch: boolean,
     bodyTimeoutMs: number,
   ): Promise<Dispatcher.ResponseData> {
-    const cred = await this.credentials();
+    const body = o.body === undefined ? undefined : JSON.stringify(o.body);
+    for (let attempt = 1; ; attempt++) {
+      const cred = await this.credentials();
+      const res = await this.sendOnce(method, path, o, body, cred, watch, bodyTimeoutMs);
+      if (res.statusCode < 300) return res;
+      const text = await res.body.text().catch(() => "");
+      if (res.statusCode === 401 && attempt === 1) {
+        this.invalidate(cred.generation ?? this.generation);
+        continue;
+      }
+      throw toApiError(res.statusCode, text, method, path);
+    }
+  }
+
+  private async sendOnce(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    o: RequestOptions,
+    body: string | undefined,
+    cred: Credentials,
+    watch: boolean,
+    bodyTimeoutMs: number,
+  ): Promise<Dispatcher.ResponseData> {
     const headers: Record<string, string | string[]> = {
       ...cred.headers,
       ...this.impersonation,
       accept: o.accept ?? "application/json",
       "user-agent": "nexar-token-operator",
     };
-    let body: string | undefined;
-    if (o.body !== undefined) {
-      body = JSON.stringify(o.body);
-      headers["content-type"] = o.contentType ?? "application/json";
-    }
+    if (body !== undefined) headers["content-type"] = o.contentType ?? "application/json";
     const t = this.transportFor(cred.tls);
-    const res = await (watch ? t.watches : t.requests).request({
+    return (watch ? t.watches : t.requests).request({
       origin: this.origin,
       path: this.target(path, o.query),
       method,
@@ -268,11 +366,6 @@ export class KubeClient {
       headersTimeout: this.timeoutMs,
       bodyTimeout: bodyTimeoutMs,
     });
-    if (res.statusCode >= 300) {
-      const text = await res.body.text().catch(() => "");
-      throw toApiError(res.statusCode, text, method, path);
-    }
-    return res;
   }
 
   /**

@@ -103,3 +103,55 @@ function loadError(where: string, err: unknown): Error {
   const detail = e instanceof TypeError ? "not a kubeconfig document" : (e.message ?? String(err));
   return new Error(`kubeconfig ${where}: ${detail}`);
 }
+
+/**
+ * A `KubeConfig` over the same clusters, users, contexts and current context as `kc` (the same
+ * objects, via client-node's public `loadFromOptions`), with new authenticators, so empty credential
+ * caches: its next `applyToHTTPSOptions` runs an `exec` plugin again and re-reads a token file,
+ * whatever `kc` had cached. client-node has no call that drops its cache (`ExecAuth.tokenCache` is
+ * private); this is the supported way to the same effect. Authenticators added with
+ * `addAuthenticator` are not carried over (this project adds none).
+ */
+export async function withEmptyCredentialCaches(kc: KubeConfig): Promise<KubeConfig> {
+  const { KubeConfig } = await import("@kubernetes/client-node/dist/config.js");
+  const fresh = new KubeConfig();
+  fresh.loadFromOptions({
+    clusters: kc.getClusters(),
+    users: kc.getUsers(),
+    contexts: kc.getContexts(),
+    currentContext: kc.getCurrentContext(),
+  });
+  return fresh;
+}
+
+/** The part of client-node's private `ExecAuth` state read by {@link cachedExecCredentialExpiry}. */
+interface ExecAuthCache {
+  tokenCache?: Record<string, { status?: { expirationTimestamp?: string } } | null | undefined>;
+}
+
+/**
+ * When the `exec` credential that `kc` holds for its current user expires (epoch milliseconds), or
+ * `undefined` when it holds none, or one without `expirationTimestamp` (client.authentication.k8s.io
+ * ExecCredential `status.expirationTimestamp`, RFC 3339).
+ *
+ * client-node keeps the ExecCredential in a private field of a private authenticator
+ * (`KubeConfig.authenticators` → `ExecAuth.tokenCache[user.name]`, both declared `private` in its
+ * typings) and offers no accessor; running the plugin ourselves is what this project avoids. So
+ * this reads those two fields, read-only. Should a client-node release rename them, this returns
+ * `undefined`: the credential is then renewed when client-node's own expiry check or a 401 says so,
+ * not ahead (src/kube/client.test.ts "renews an exec credential … ahead of its expirationTimestamp"
+ * fails first).
+ */
+export function cachedExecCredentialExpiry(kc: KubeConfig): number | undefined {
+  const user = kc.getCurrentUser();
+  if (!user) return undefined;
+  const authenticators = (kc as unknown as { authenticators?: unknown }).authenticators;
+  if (!Array.isArray(authenticators)) return undefined;
+  for (const a of authenticators as ExecAuthCache[]) {
+    const stamp = a?.tokenCache?.[user.name]?.status?.expirationTimestamp;
+    if (typeof stamp !== "string") continue;
+    const at = Date.parse(stamp);
+    if (Number.isFinite(at)) return at;
+  }
+  return undefined;
+}

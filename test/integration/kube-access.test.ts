@@ -1,7 +1,9 @@
 /**
  * Issue 14: Kubernetes access through client-node's KubeConfig and one undici transport, on the
  * real control plane — an `exec` credential plugin for `run`, `status`, `refresh`,
- * `token --from-secret` and `login` (run again once its credential expired, without a restart),
+ * `token --from-secret` and `login` (run again once its credential expired, without a restart;
+ * again a little before its `expirationTimestamp`; and again, once, after a 401 for a revoked
+ * token, which the request then recovers from),
  * `proxy-url`, `HTTPS_PROXY` and `NO_PROXY` through a real loopback CONNECT proxy,
  * `tls-server-name` against a serving certificate that names only that host, a rotated in-cluster
  * ServiceAccount token file, `--context`, and impersonation (`--as`, `--as-group`).
@@ -11,7 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { parse, stringify } from "yaml";
-import { KubeClient } from "../../src/kube/client.ts";
+import { CREDENTIAL_RENEW_MARGIN_MS, KubeApiError, KubeClient } from "../../src/kube/client.ts";
+import { loadKubeConfig } from "../../src/kube/config.ts";
 import { cli, runCli } from "../harness/cli.ts";
 import { startConnectProxy, type ConnectProxy } from "../harness/connect-proxy.ts";
 import { execRuns, execUser } from "../harness/exec-credential.ts";
@@ -147,6 +150,107 @@ describe("an exec credential plugin (a TokenRequest token with a short expiratio
   });
 });
 
+/** The user `kube` authenticates as (a SelfSubjectReview, which every authenticated user may create). */
+const whoami = async (kube: KubeClient) =>
+  (
+    await kube.request<{ status: { userInfo: { username: string } } }>(
+      "POST",
+      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+      { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } },
+    )
+  ).status.userInfo.username;
+
+/**
+ * Deletes ServiceAccount `name` of {@link NS}, which revokes its tokens, and waits until the API
+ * server refuses `token` (it caches a successful authentication for 10 s).
+ */
+async function revoke(name: string, token: string): Promise<void> {
+  await env.kc.makeApiClient(CoreV1Api).deleteNamespacedServiceAccount({ namespace: NS, name });
+  const probe = await KubeClient.create(
+    await loadKubeConfig({ kubeconfig: await env.cp.kubeconfigWithToken(token, `probe-${name}`) }),
+  );
+  try {
+    await waitFor(`the token of ${name} to be refused`, async () =>
+      (await whoami(probe).then(
+        () => false,
+        (e: unknown) => e instanceof KubeApiError && e.status === 401,
+      ))
+        ? true
+        : undefined,
+    );
+  } finally {
+    await probe.close();
+  }
+}
+
+describe("exec credential renewal (KubeClient in this process, as the operator and the CLI use it)", () => {
+  /** The plugin's runs, as the times it recorded (epoch ms). */
+  const runTimes = (countFile: string) =>
+    readFileSync(countFile, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => Date.parse(l));
+
+  it("runs the plugin again a little before the credential's expirationTimestamp, not after it", async () => {
+    const tokenFile = join(work, "ahead-token");
+    writeFileSync(tokenFile, await serviceAccountToken("ahead-one", false), { mode: 0o600 });
+    const count = join(work, "ahead-count");
+    const lifetimeS = 3600;
+    const kubeconfig = await env.cp.kubeconfig("exec-ahead", { user: execUser(tokenFile, count, lifetimeS) });
+    const kube = await KubeClient.create(await loadKubeConfig({ kubeconfig }));
+    try {
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:ahead-one`);
+      const [first] = runTimes(count) as [number];
+      // The plugin prints expirationTimestamp = its run time + lifetime, cut to whole seconds.
+      const expires = Math.floor((first + lifetimeS * 1000) / 1000) * 1000;
+      writeFileSync(tokenFile, await serviceAccountToken("ahead-two", false));
+      // The test moves the JavaScript clock instead of waiting an hour; the API server's is real.
+      vi.useFakeTimers({ toFake: ["Date"] });
+      vi.setSystemTime(expires - CREDENTIAL_RENEW_MARGIN_MS - 5_000);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:ahead-one`);
+      expect(execRuns(count)).toBe(1);
+      vi.setSystemTime(expires - CREDENTIAL_RENEW_MARGIN_MS / 2);
+      expect(Date.now()).toBeLessThan(expires);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:ahead-two`);
+      expect(execRuns(count)).toBe(2);
+    } finally {
+      vi.useRealTimers();
+      await kube.close();
+    }
+  });
+
+  it("a 401 for a revoked token runs the plugin again once and the request succeeds; a second 401 is the error", async () => {
+    const tokenFile = join(work, "revoke-token");
+    const revoked = await serviceAccountToken("revoke-one", false);
+    writeFileSync(tokenFile, revoked, { mode: 0o600 });
+    const count = join(work, "revoke-count");
+    const kubeconfig = await env.cp.kubeconfig("exec-revoke", { user: execUser(tokenFile, count, 3600) });
+    const kube = await KubeClient.create(await loadKubeConfig({ kubeconfig }));
+    try {
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:revoke-one`);
+      const second = await serviceAccountToken("revoke-two", false);
+      writeFileSync(tokenFile, second);
+      // The credential is cached (valid for an hour): the plugin is not asked again.
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:revoke-one`);
+      expect(execRuns(count)).toBe(1);
+      await revoke("revoke-one", revoked);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:revoke-two`);
+      expect(execRuns(count)).toBe(2);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:revoke-two`);
+      expect(execRuns(count)).toBe(2);
+      // The plugin now prints a revoked token too: one more run, one retry, then the 401.
+      writeFileSync(tokenFile, revoked);
+      await revoke("revoke-two", second);
+      const err = (await whoami(kube).catch((e: unknown) => e)) as KubeApiError;
+      expect(err).toBeInstanceOf(KubeApiError);
+      expect(err.status).toBe(401);
+      expect(execRuns(count)).toBe(3);
+    } finally {
+      await kube.close();
+    }
+  });
+});
+
 describe("proxies (a loopback CONNECT proxy that counts its tunnels)", () => {
   const apiTunnels = () => proxy.tunnels.filter((t) => t === `127.0.0.1:${apiPort}`).length;
   const status = (kubeconfig: string, extraEnv: Record<string, string> = {}) =>
@@ -198,7 +302,7 @@ describe("tls-server-name", () => {
 });
 
 describe("the in-cluster service account", () => {
-  it("picks up a rotated token file without a restart (client-node re-reads it after 60 s)", async () => {
+  it("picks up a rotated token file without a restart (client-node re-reads it after 60 s, KubeClient after a 401)", async () => {
     const one = await serviceAccountToken("rotation-one", false);
     const two = await serviceAccountToken("rotation-two", false);
     const root = join(work, "pod");
@@ -223,16 +327,8 @@ describe("the in-cluster service account", () => {
       }
     }
     const kube = await KubeClient.create(kc);
-    const whoami = async () =>
-      (
-        await kube.request<{ status: { userInfo: { username: string } } }>(
-          "POST",
-          "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-          { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } },
-        )
-      ).status.userInfo.username;
     try {
-      expect(await whoami()).toBe(`system:serviceaccount:${NS}:rotation-one`);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:rotation-one`);
       // The kubelet swaps the projected file atomically.
       writeFileSync(join(sa, "token.new"), two);
       renameSync(join(sa, "token.new"), join(sa, "token"));
@@ -241,7 +337,15 @@ describe("the in-cluster service account", () => {
       // the test moves the JavaScript clock instead of waiting.
       vi.useFakeTimers({ toFake: ["Date"] });
       vi.setSystemTime(Date.now() + 61_000);
-      expect(await whoami()).toBe(`system:serviceaccount:${NS}:rotation-two`);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:rotation-two`);
+      // Back on the real clock, client-node would not re-read the file for another minute or
+      // more; a 401 makes KubeClient read it again at once.
+      vi.useRealTimers();
+      const three = await serviceAccountToken("rotation-three", false);
+      writeFileSync(join(sa, "token.new"), three);
+      renameSync(join(sa, "token.new"), join(sa, "token"));
+      await revoke("rotation-two", two);
+      expect(await whoami(kube)).toBe(`system:serviceaccount:${NS}:rotation-three`);
     } finally {
       vi.useRealTimers();
       await kube.close();
