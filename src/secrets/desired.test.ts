@@ -131,6 +131,29 @@ describe("planSecretWrite", () => {
     expect(plan.action).toBe("update");
     if (plan.action === "update") expect(plan.secret.metadata.ownerReferences?.map((r) => r.uid)).toEqual(["u-1"]);
   });
+  it.each(["Orphan", "Merge"] as const)(
+    "a switch Owner → %s removes the operator's ownerReference and keeps others'",
+    (policy) => {
+      const theirs = { apiVersion: "apps/v1", kind: "Deployment", name: "app", uid: "d-1" };
+      const owned: Secret = {
+        ...existing,
+        metadata: { ...existing.metadata, ownerReferences: [theirs, ...(existing.metadata.ownerReferences ?? [])] },
+      };
+      const plan = planSecretWrite(
+        owned,
+        desiredSecret(owner, { ...target, creationPolicy: policy }, token, "fp"),
+        policy,
+      );
+      expect(plan.action).toBe("update");
+      if (plan.action === "update") expect(plan.secret.metadata.ownerReferences).toEqual([theirs]);
+      const alone = planSecretWrite(
+        existing,
+        desiredSecret(owner, { ...target, creationPolicy: policy }, token, "fp"),
+        policy,
+      );
+      expect(alone.action === "update" && alone.secret.metadata.ownerReferences).toBeUndefined();
+    },
+  );
 });
 
 describe("storedToken", () => {

@@ -79,7 +79,14 @@ export interface DesiredSecret {
   stringData: Record<string, string>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** The ownerReference to set: present for `creationPolicy: Owner` only. */
   ownerReference: OwnerReference | undefined;
+  /**
+   * The NexarToken the Secret is written for, whatever the policy: references to it (or to an
+   * earlier NexarToken of the same kind and name) are the operator's, so {@link planSecretWrite}
+   * replaces them with {@link ownerReference}, or removes them under `Orphan` and `Merge`.
+   */
+  writtenFor: Pick<OwnerReference, "kind" | "name" | "uid">;
 }
 
 /** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`); fractions of a second are dropped. */
@@ -141,6 +148,7 @@ export function desiredSecret(
       target.creationPolicy === "Owner"
         ? { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true }
         : undefined,
+    writtenFor: { kind: owner.kind, name: owner.name, uid: owner.uid },
   };
 }
 
@@ -155,8 +163,10 @@ const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
 /**
  * Decides the write that brings `existing` to `desired` (SPEC §3.5–3.7), or none when nothing
- * differs, so an unchanged Secret is never written. Labels and annotations set by others are
- * kept; `Merge` keeps data keys the operator does not own, `Owner`/`Orphan` own the whole `data`.
+ * differs, so an unchanged Secret is never written. Labels, annotations and ownerReferences set by
+ * others are kept; the operator's own ownerReference is set under `Owner` and removed under
+ * `Orphan` and `Merge` (a policy switch takes effect on the existing Secret). `Merge` keeps data
+ * keys the operator does not own, `Owner`/`Orphan` own the whole `data`.
  * The update carries `existing`'s resourceVersion (optimistic concurrency). Pure.
  */
 export function planSecretWrite(
@@ -189,9 +199,7 @@ export function planSecretWrite(
 
   const labels = { ...(existing.metadata.labels ?? {}), ...desired.labels };
   const annotations = { ...(existing.metadata.annotations ?? {}), ...desired.annotations };
-  const others = (existing.metadata.ownerReferences ?? []).filter(
-    (r) => !(desired.ownerReference && r.uid === desired.ownerReference.uid) && !isOurKind(r, desired),
-  );
+  const others = (existing.metadata.ownerReferences ?? []).filter((r) => !isOurs(r, desired));
   const ownerReferences = desired.ownerReference ? [...others, desired.ownerReference] : others;
 
   const secret: Secret = {
@@ -215,9 +223,14 @@ export function planSecretWrite(
   return same ? { action: "none" } : { action: "update", secret };
 }
 
-/** An ownerReference to a NexarToken of the same name (e.g. a stale uid after re-creation) is replaced. */
-function isOurKind(r: OwnerReference, d: DesiredSecret): boolean {
-  return !!d.ownerReference && r.kind === d.ownerReference.kind && r.name === d.ownerReference.name;
+/**
+ * An ownerReference to this NexarToken, or to one of the same kind and name (a stale uid after
+ * re-creation), is the operator's: replaced under `Owner`, dropped under `Orphan` and `Merge` (so a
+ * switch away from `Owner` stops garbage collection from deleting the Secret with the NexarToken).
+ */
+function isOurs(r: OwnerReference, d: DesiredSecret): boolean {
+  const w = d.writtenFor;
+  return r.uid === w.uid || (r.kind === w.kind && r.name === w.name);
 }
 
 function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
