@@ -1,5 +1,6 @@
 import Mustache from "mustache";
 import type { OwnerReference, Secret } from "../kube/client.ts";
+import { jwtExpiry } from "../oauth/jwt.ts";
 import {
   ANNOTATION_EXPIRES_AT,
   ANNOTATION_OWNER,
@@ -274,4 +275,38 @@ export function storedToken(secret: Secret | undefined): (TokenValues & { finger
     receivedAtMs: Number.isFinite(receivedAtMs) ? receivedAtMs : undefined,
     fingerprint: secret.metadata.annotations?.[FINGERPRINT_ANNOTATION],
   };
+}
+
+/**
+ * How far a JWT's `exp` may lie from the `expires_at` the operator wrote beside it, ms. An expiry
+ * counted from `expires_in` starts at the local send time, `exp` at the token server's issue time,
+ * so the two differ by the request's latency plus the clock skew between that server and the
+ * cluster; 5 min is the skew JWT validators commonly allow (e.g. .NET's `ClockSkew` default).
+ */
+export const JWT_EXP_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * Why a token read back from a target Secret ({@link storedToken}) cannot be trusted as it stands,
+ * or undefined when nothing contradicts it. A Secret can be hand-edited or restored from a backup
+ * while no operator runs, its annotations left intact; these cross-checks catch what they can:
+ *
+ * - its `expires_at` is not `statusExpiresAt` (the NexarToken's `status.expiresAt`, written with
+ *   every token the operator publishes; when absent or not a time, this check is skipped);
+ * - the token is a JWT whose `exp` (RFC 7519 §4.1.4) is more than {@link JWT_EXP_TOLERANCE_MS}
+ *   from its `expires_at`.
+ *
+ * An opaque (non-JWT) token edited with `expires_at` left as it was passes: nothing in the Secret
+ * or status can tell it from the operator's. The message names the check and times, never the
+ * token. Pure.
+ */
+export function storedTokenMismatch(stored: TokenValues, statusExpiresAt: string | undefined): string | undefined {
+  const fromStatus = statusExpiresAt === undefined ? NaN : Date.parse(statusExpiresAt);
+  if (Number.isFinite(fromStatus) && fromStatus !== stored.expiresAtMs) {
+    return `the Secret's expires_at (${rfc3339(stored.expiresAtMs)}) is not status.expiresAt (${rfc3339(fromStatus)})`;
+  }
+  const exp = jwtExpiry(stored.accessToken);
+  if (exp !== undefined && Math.abs(exp * 1000 - stored.expiresAtMs) > JWT_EXP_TOLERANCE_MS) {
+    return `the token's JWT exp (${rfc3339(exp * 1000)}) disagrees with the Secret's expires_at (${rfc3339(stored.expiresAtMs)})`;
+  }
+  return undefined;
 }
