@@ -1163,18 +1163,15 @@ const CASES: Case[] = [
     },
   },
   {
-    rows: ["operator start with thousands of NexarTokens"],
-    name: "restart, the status is for another token: renewal from the Secret's issued-at",
+    rows: ["operator start with thousands of NexarTokens", "edited or restored while no operator ran"],
+    name: "restart, the status is for another token (a restored Secret): not trusted, a new token is fetched",
     in: {
       held: undefined,
       target: read(written(HELD)),
       status: healthy({ ...HELD, expiresAtMs: T0 + 11 * H, renewAtMs: T0 + 2 * H }),
     },
-    want: {
-      ready: ["True", "TokenIssued"],
-      requeueAtMs: renewal24h(HELD.receivedAtMs as number),
-      write: "none",
-    },
+    outcome: ok(24 * H),
+    want: { fetch: "NoToken", ready: ["True", "TokenIssued"], requeueAtMs: renewal24h(T0 + S), write: "update" },
   },
   {
     rows: [

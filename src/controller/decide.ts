@@ -32,6 +32,7 @@ import {
   planSecretWrite,
   rfc3339,
   storedToken,
+  storedTokenMismatch,
   type DesiredSecret,
   type SecretWritePlan,
   type TokenValues,
@@ -251,7 +252,9 @@ export function decide(input: ReconcileInput): Decision {
   let held = input.held;
   let hold: HeldToken | undefined;
   if (!held) {
-    const fromSecret = existing && !own.adopting ? storedToken(existing) : undefined;
+    const stored = existing && !own.adopting ? storedToken(existing) : undefined;
+    // A Secret edited or restored while no operator ran is not trusted as it stands: fetch.
+    const fromSecret = stored && !storedTokenMismatch(stored, status.expiresAt) ? stored : undefined;
     if (fromSecret?.fingerprint) {
       const renewAtMs =
         !respec && status.expiresAt && Date.parse(status.expiresAt) === fromSecret.expiresAtMs && status.renewalTime

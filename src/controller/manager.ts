@@ -1,7 +1,13 @@
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import type { NexarToken } from "../api/types.ts";
-import { ACCEPT_METADATA, ACCEPT_METADATA_LIST, type KubeClient, type KubeObject } from "../kube/client.ts";
+import {
+  ACCEPT_METADATA,
+  ACCEPT_METADATA_LIST,
+  isNamespaceTerminating,
+  type KubeClient,
+  type KubeObject,
+} from "../kube/client.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../api/constants.ts";
 import { targetNameOf } from "../api/defaults.ts";
 import { Informer, keyOf, objectKey } from "../kube/informer.ts";
@@ -307,6 +313,18 @@ export class Manager {
         this.metrics.reconcile(result, (performance.now() - started) / 1000);
         if (res.requeueAfterMs !== undefined && !this.stopping) this.queue.addAfter(key, res.requeueAfterMs);
       } catch (err) {
+        if (isNamespaceTerminating(err)) {
+          // Nothing can be created in that namespace again and its deletion will delete this
+          // NexarToken too: no retry, no warning (client-go controllers Forget such keys). A later
+          // event about it reconciles it again, as quietly.
+          this.limiter.forget(key);
+          this.metrics.reconcile("success", (performance.now() - started) / 1000);
+          this.o.logger.info(
+            { nexartoken: key },
+            "namespace is being terminated; not reconciling this NexarToken again until it changes",
+          );
+          continue;
+        }
         this.metrics.reconcile("error", (performance.now() - started) / 1000);
         const delay = this.limiter.when(key);
         this.o.logger.warn(

@@ -17,6 +17,7 @@ import { stringify } from "yaml";
 import {
   CREDENTIAL_RENEW_MARGIN_MS,
   credentialRenewTime,
+  isNamespaceTerminating,
   KubeApiError,
   KubeClient,
   type KubeClientOptions,
@@ -133,6 +134,51 @@ describe("KubeClient over HTTP/2", () => {
     const err = await c.request("GET", "/things/missing").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeApiError);
     expect(err).toMatchObject({ status: 404, reason: "NotFound" });
+  });
+
+  it("reads Status.details.causes: the NamespaceTerminating 403 is told by its cause, not by its text", async () => {
+    const message =
+      'secrets "supply" is forbidden: unable to create new content in namespace x because it is being terminated';
+    const bodies: Record<string, unknown> = {
+      // As kube-apiserver's NamespaceLifecycle admission answers (StatusCause.Type is JSON "reason").
+      terminating: {
+        kind: "Status",
+        apiVersion: "v1",
+        status: "Failure",
+        message,
+        reason: "Forbidden",
+        details: {
+          name: "supply",
+          kind: "secrets",
+          causes: [
+            { reason: "NamespaceTerminating", message: "namespace x is being terminated", field: "metadata.namespace" },
+          ],
+        },
+        code: 403,
+      },
+      // The same text from anything else (a webhook, a proxy) is an ordinary 403.
+      lookalike: { kind: "Status", status: "Failure", message, reason: "Forbidden", code: 403 },
+      malformed: { kind: "Status", reason: "Forbidden", message, details: { causes: [42, { reason: 7 }] }, code: 403 },
+    };
+    const server = http2.createSecureServer({ key, cert });
+    server.on("stream", (stream, headers) => {
+      stream.respond({ ":status": 403, "content-type": "application/json" });
+      stream.end(JSON.stringify(bodies[String(headers[":path"]).split("/").pop() ?? ""]));
+    });
+    const c = await client(await listen(server));
+    const fail = (name: string) => c.request("POST", `/things/${name}`, { body: {} }).catch((e: unknown) => e);
+    const terminating = await fail("terminating");
+    expect(terminating).toMatchObject({
+      status: 403,
+      reason: "Forbidden",
+      causes: [{ reason: "NamespaceTerminating" }],
+    });
+    expect(isNamespaceTerminating(terminating)).toBe(true);
+    expect(isNamespaceTerminating(await fail("lookalike"))).toBe(false);
+    const malformed = await fail("malformed");
+    expect(malformed).toMatchObject({ status: 403, causes: [] });
+    expect(isNamespaceTerminating(malformed)).toBe(false);
+    expect(isNamespaceTerminating(new Error(message))).toBe(false);
   });
 
   it("opens a new connection after the server closes one (GOAWAY)", async () => {

@@ -25,24 +25,58 @@ export interface WatchEvent<T> {
 }
 
 /**
+ * One entry of a `Status`'s `details.causes` (`metav1.StatusCause`). Its `reason` is the cause's
+ * type, a machine-readable CamelCase word (Go field `Type`, JSON name `reason`).
+ */
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+
+/**
  * A non-2xx answer of the API server. `status` is the HTTP status; `reason` is the
- * `Status.reason` (e.g. `NotFound`, `Conflict`, `AlreadyExists`, `Expired`). The message is the
- * API server's `Status.message`, which never holds Secret data.
+ * `Status.reason` (e.g. `NotFound`, `Conflict`, `AlreadyExists`, `Expired`); `causes` are its
+ * `details.causes` (empty when it has none). The message is the API server's `Status.message`,
+ * which never holds Secret data.
  */
 export class KubeApiError extends Error {
   readonly status: number;
   readonly reason: string | undefined;
-  constructor(status: number, reason: string | undefined, message: string) {
+  readonly causes: readonly StatusCause[];
+  constructor(status: number, reason: string | undefined, message: string, causes: readonly StatusCause[] = []) {
     super(message);
     this.name = "KubeApiError";
     this.status = status;
     this.reason = reason;
+    this.causes = causes;
   }
 }
 
 /** True when `err` is a {@link KubeApiError} with the given HTTP status. */
 export function isStatus(err: unknown, status: number): boolean {
   return err instanceof KubeApiError && err.status === status;
+}
+
+/**
+ * Cause type of the API server's refusal to create anything in a namespace that is being
+ * terminated (`v1.NamespaceTerminatingCause` in k8s.io/api/core/v1, set by the NamespaceLifecycle
+ * admission plugin on its 403 Forbidden).
+ */
+export const NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating";
+
+/**
+ * True when `err` is the API server's 403 for a create in a namespace being terminated: a
+ * {@link KubeApiError} with the cause {@link NAMESPACE_TERMINATING_CAUSE}, as client-go's
+ * `apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause)`. The structured cause decides,
+ * never the message text. Such a create cannot succeed again: the namespace's deletion is final.
+ */
+export function isNamespaceTerminating(err: unknown): boolean {
+  return (
+    err instanceof KubeApiError &&
+    err.status === 403 &&
+    err.causes.some((c) => c.reason === NAMESPACE_TERMINATING_CAUSE)
+  );
 }
 
 /** Accept header asking for `meta.k8s.io/v1` PartialObjectMetadata (metadata-only) responses. */
@@ -501,15 +535,23 @@ function credentialError(user: string | undefined, err: unknown): Error {
   return new Error(`credentials of kubeconfig user "${user ?? ""}": ${detail}`);
 }
 
+function isStatusCause(c: unknown): c is StatusCause {
+  if (typeof c !== "object" || c === null) return false;
+  const { reason, message, field } = c as Record<string, unknown>;
+  return [reason, message, field].every((v) => v === undefined || typeof v === "string");
+}
+
 function toApiError(status: number, text: string, method: string, path: string): KubeApiError {
   let reason: string | undefined;
   let message = `${method} ${path}: HTTP ${status}`;
+  let causes: StatusCause[] = [];
   try {
-    const s = JSON.parse(text) as { reason?: string; message?: string };
+    const s = JSON.parse(text) as { reason?: string; message?: string; details?: { causes?: unknown } };
     reason = s.reason;
     if (s.message) message = `${method} ${path}: ${s.message}`;
+    if (Array.isArray(s.details?.causes)) causes = s.details.causes.filter(isStatusCause);
   } catch {
     // not a Status object
   }
-  return new KubeApiError(status, reason, message);
+  return new KubeApiError(status, reason, message, causes);
 }

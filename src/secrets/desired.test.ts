@@ -1,5 +1,13 @@
 import { describe, it, expect } from "vitest";
-import { desiredSecret, planSecretWrite, storedToken, rfc3339, type ResolvedTarget } from "./desired.ts";
+import {
+  desiredSecret,
+  JWT_EXP_TOLERANCE_MS,
+  planSecretWrite,
+  storedToken,
+  storedTokenMismatch,
+  rfc3339,
+  type ResolvedTarget,
+} from "./desired.ts";
 import { checkOwnership } from "./ownership.ts";
 import type { Secret } from "../kube/client.ts";
 
@@ -131,6 +139,29 @@ describe("planSecretWrite", () => {
     expect(plan.action).toBe("update");
     if (plan.action === "update") expect(plan.secret.metadata.ownerReferences?.map((r) => r.uid)).toEqual(["u-1"]);
   });
+  it.each(["Orphan", "Merge"] as const)(
+    "a switch Owner → %s removes the operator's ownerReference and keeps others'",
+    (policy) => {
+      const theirs = { apiVersion: "apps/v1", kind: "Deployment", name: "app", uid: "d-1" };
+      const owned: Secret = {
+        ...existing,
+        metadata: { ...existing.metadata, ownerReferences: [theirs, ...(existing.metadata.ownerReferences ?? [])] },
+      };
+      const plan = planSecretWrite(
+        owned,
+        desiredSecret(owner, { ...target, creationPolicy: policy }, token, "fp"),
+        policy,
+      );
+      expect(plan.action).toBe("update");
+      if (plan.action === "update") expect(plan.secret.metadata.ownerReferences).toEqual([theirs]);
+      const alone = planSecretWrite(
+        existing,
+        desiredSecret(owner, { ...target, creationPolicy: policy }, token, "fp"),
+        policy,
+      );
+      expect(alone.action === "update" && alone.secret.metadata.ownerReferences).toBeUndefined();
+    },
+  );
 });
 
 describe("storedToken", () => {
@@ -165,6 +196,39 @@ describe("storedToken", () => {
     const d = desiredSecret(owner, target, { ...token, receivedAtMs: undefined }, "fp");
     expect(d.annotations).not.toHaveProperty("nexar-operator.io/issued-at");
     expect(d.annotations["nexar-operator.io/expires-at"]).toBe(rfc3339(token.expiresAtMs));
+  });
+});
+
+describe("storedTokenMismatch", () => {
+  const expiresAtMs = Date.parse("2026-12-01T10:00:00Z");
+  /** An unsigned JWT (the operator never checks signatures) with `exp` in epoch seconds. */
+  const jwt = (expMs: number) =>
+    [{ alg: "none" }, { exp: Math.floor(expMs / 1000), sub: "x" }]
+      .map((p) => Buffer.from(JSON.stringify(p)).toString("base64url"))
+      .join(".") + ".";
+  const stored = (accessToken: string) => ({ ...token, accessToken, expiresAtMs });
+  it("trusts a token whose expires_at is status.expiresAt and whose JWT exp agrees", () => {
+    expect(storedTokenMismatch(stored(jwt(expiresAtMs)), "2026-12-01T10:00:00Z")).toBeUndefined();
+    // expires_in counts from the local send time: latency and a little clock skew are not a mismatch.
+    expect(storedTokenMismatch(stored(jwt(expiresAtMs + JWT_EXP_TOLERANCE_MS)), undefined)).toBeUndefined();
+    expect(storedTokenMismatch(stored(jwt(expiresAtMs - JWT_EXP_TOLERANCE_MS)), undefined)).toBeUndefined();
+  });
+  it("distrusts an expires_at that is not status.expiresAt (a restored or edited Secret)", () => {
+    expect(storedTokenMismatch(stored(jwt(expiresAtMs)), "2026-12-01T09:00:00Z")).toMatch(/status\.expiresAt/);
+    expect(storedTokenMismatch(stored("opaque"), "2026-12-01T10:00:01Z")).toMatch(/status\.expiresAt/);
+  });
+  it("distrusts a JWT whose exp disagrees with expires_at, with or without status", () => {
+    const other = jwt(expiresAtMs - 3_600_000);
+    for (const statusExpiresAt of ["2026-12-01T10:00:00Z", undefined]) {
+      const why = storedTokenMismatch(stored(other), statusExpiresAt);
+      expect(why).toMatch(/JWT exp \(2026-12-01T09:00:00Z\)/);
+      expect(why).not.toContain(other);
+    }
+    expect(storedTokenMismatch(stored(jwt(expiresAtMs + JWT_EXP_TOLERANCE_MS + 1_000)), undefined)).toMatch(/JWT exp/);
+  });
+  it("cannot tell an opaque token edited in place, expires_at left as it was; a status without a time is skipped", () => {
+    expect(storedTokenMismatch(stored("hand-edited"), "2026-12-01T10:00:00Z")).toBeUndefined();
+    expect(storedTokenMismatch(stored("hand-edited"), "not a time")).toBeUndefined();
   });
 });
 

@@ -1,5 +1,6 @@
 import Mustache from "mustache";
 import type { OwnerReference, Secret } from "../kube/client.ts";
+import { jwtExpiry } from "../oauth/jwt.ts";
 import {
   ANNOTATION_EXPIRES_AT,
   ANNOTATION_OWNER,
@@ -79,7 +80,14 @@ export interface DesiredSecret {
   stringData: Record<string, string>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** The ownerReference to set: present for `creationPolicy: Owner` only. */
   ownerReference: OwnerReference | undefined;
+  /**
+   * The NexarToken the Secret is written for, whatever the policy: references to it (or to an
+   * earlier NexarToken of the same kind and name) are the operator's, so {@link planSecretWrite}
+   * replaces them with {@link ownerReference}, or removes them under `Orphan` and `Merge`.
+   */
+  writtenFor: Pick<OwnerReference, "kind" | "name" | "uid">;
 }
 
 /** RFC 3339, UTC, second precision (`2026-12-01T10:00:00Z`); fractions of a second are dropped. */
@@ -141,6 +149,7 @@ export function desiredSecret(
       target.creationPolicy === "Owner"
         ? { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true }
         : undefined,
+    writtenFor: { kind: owner.kind, name: owner.name, uid: owner.uid },
   };
 }
 
@@ -155,8 +164,10 @@ const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
 /**
  * Decides the write that brings `existing` to `desired` (SPEC §3.5–3.7), or none when nothing
- * differs, so an unchanged Secret is never written. Labels and annotations set by others are
- * kept; `Merge` keeps data keys the operator does not own, `Owner`/`Orphan` own the whole `data`.
+ * differs, so an unchanged Secret is never written. Labels, annotations and ownerReferences set by
+ * others are kept; the operator's own ownerReference is set under `Owner` and removed under
+ * `Orphan` and `Merge` (a policy switch takes effect on the existing Secret). `Merge` keeps data
+ * keys the operator does not own, `Owner`/`Orphan` own the whole `data`.
  * The update carries `existing`'s resourceVersion (optimistic concurrency). Pure.
  */
 export function planSecretWrite(
@@ -189,9 +200,7 @@ export function planSecretWrite(
 
   const labels = { ...(existing.metadata.labels ?? {}), ...desired.labels };
   const annotations = { ...(existing.metadata.annotations ?? {}), ...desired.annotations };
-  const others = (existing.metadata.ownerReferences ?? []).filter(
-    (r) => !(desired.ownerReference && r.uid === desired.ownerReference.uid) && !isOurKind(r, desired),
-  );
+  const others = (existing.metadata.ownerReferences ?? []).filter((r) => !isOurs(r, desired));
   const ownerReferences = desired.ownerReference ? [...others, desired.ownerReference] : others;
 
   const secret: Secret = {
@@ -215,9 +224,14 @@ export function planSecretWrite(
   return same ? { action: "none" } : { action: "update", secret };
 }
 
-/** An ownerReference to a NexarToken of the same name (e.g. a stale uid after re-creation) is replaced. */
-function isOurKind(r: OwnerReference, d: DesiredSecret): boolean {
-  return !!d.ownerReference && r.kind === d.ownerReference.kind && r.name === d.ownerReference.name;
+/**
+ * An ownerReference to this NexarToken, or to one of the same kind and name (a stale uid after
+ * re-creation), is the operator's: replaced under `Owner`, dropped under `Orphan` and `Merge` (so a
+ * switch away from `Owner` stops garbage collection from deleting the Secret with the NexarToken).
+ */
+function isOurs(r: OwnerReference, d: DesiredSecret): boolean {
+  const w = d.writtenFor;
+  return r.uid === w.uid || (r.kind === w.kind && r.name === w.name);
 }
 
 function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -261,4 +275,38 @@ export function storedToken(secret: Secret | undefined): (TokenValues & { finger
     receivedAtMs: Number.isFinite(receivedAtMs) ? receivedAtMs : undefined,
     fingerprint: secret.metadata.annotations?.[FINGERPRINT_ANNOTATION],
   };
+}
+
+/**
+ * How far a JWT's `exp` may lie from the `expires_at` the operator wrote beside it, ms. An expiry
+ * counted from `expires_in` starts at the local send time, `exp` at the token server's issue time,
+ * so the two differ by the request's latency plus the clock skew between that server and the
+ * cluster; 5 min is the skew JWT validators commonly allow (e.g. .NET's `ClockSkew` default).
+ */
+export const JWT_EXP_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * Why a token read back from a target Secret ({@link storedToken}) cannot be trusted as it stands,
+ * or undefined when nothing contradicts it. A Secret can be hand-edited or restored from a backup
+ * while no operator runs, its annotations left intact; these cross-checks catch what they can:
+ *
+ * - its `expires_at` is not `statusExpiresAt` (the NexarToken's `status.expiresAt`, written with
+ *   every token the operator publishes; when absent or not a time, this check is skipped);
+ * - the token is a JWT whose `exp` (RFC 7519 §4.1.4) is more than {@link JWT_EXP_TOLERANCE_MS}
+ *   from its `expires_at`.
+ *
+ * An opaque (non-JWT) token edited with `expires_at` left as it was passes: nothing in the Secret
+ * or status can tell it from the operator's. The message names the check and times, never the
+ * token. Pure.
+ */
+export function storedTokenMismatch(stored: TokenValues, statusExpiresAt: string | undefined): string | undefined {
+  const fromStatus = statusExpiresAt === undefined ? NaN : Date.parse(statusExpiresAt);
+  if (Number.isFinite(fromStatus) && fromStatus !== stored.expiresAtMs) {
+    return `the Secret's expires_at (${rfc3339(stored.expiresAtMs)}) is not status.expiresAt (${rfc3339(fromStatus)})`;
+  }
+  const exp = jwtExpiry(stored.accessToken);
+  if (exp !== undefined && Math.abs(exp * 1000 - stored.expiresAtMs) > JWT_EXP_TOLERANCE_MS) {
+    return `the token's JWT exp (${rfc3339(exp * 1000)}) disagrees with the Secret's expires_at (${rfc3339(stored.expiresAtMs)})`;
+  }
+  return undefined;
 }

@@ -45,6 +45,12 @@ export interface ControlPlaneOptions {
   /** Also run kube-controller-manager (garbage collector, namespace controller, …). Default true. */
   controllerManager?: boolean;
   /**
+   * kube-controller-manager's `--controllers` list, default `["*"]` (all on by default). E.g.
+   * `["*", "-namespace-controller"]` keeps a deleted namespace in phase Terminating with its
+   * content, as a namespace whose content deletion is slow or stuck.
+   */
+  controllers?: string[];
+  /**
    * Directory for the process logs (`etcd.log`, `kube-apiserver.log`,
    * `kube-controller-manager.log`, opened in append mode). Default: the harness `dir`, which
    * `stop()` removes. Logs in a caller-given logDir are kept.
@@ -798,7 +804,7 @@ async function startOnce(assets: string, withKcm: boolean, opts: ControlPlaneOpt
             "--bind-address=127.0.0.1",
             `--secure-port=${kcmPort}`,
             `--cert-dir=${join(dir, "kcm-certs")}`,
-            "--controllers=*",
+            `--controllers=${(opts.controllers ?? ["*"]).join(",")}`,
             `--service-account-private-key-file=${saKey}`,
             `--root-ca-file=${pki.caCert}`,
             `--cluster-signing-cert-file=${pki.caCert}`,

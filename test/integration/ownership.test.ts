@@ -140,6 +140,50 @@ describe("creation policies", () => {
     expect(decode(left?.data?.access_token)).toBe(decode(orphan.data?.access_token));
   });
 
+  it("a switch Owner → Orphan or Owner → Merge drops the ownerReference: deleting the NexarToken afterwards leaves the Secret", async () => {
+    const ns = "policy-switch";
+    const base = await setup(ns);
+    for (const name of ["to-orphan", "to-merge", "control"]) {
+      await env.createToken(ns, name, { ...base, target: { creationPolicy: "Owner" } });
+      await env.waitReady(ns, name, "True", "TokenIssued");
+      const s = await waitFor(`Secret ${name} with its ownerReference`, async () => {
+        const x = await env.readSecret(ns, name);
+        return x?.metadata?.ownerReferences?.length ? x : undefined;
+      });
+      expect(s.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "NexarToken", name, controller: true });
+    }
+    await patchToken(env, ns, "to-orphan", { spec: { target: { creationPolicy: "Orphan" } } });
+    await patchToken(env, ns, "to-merge", { spec: { target: { creationPolicy: "Merge" } } });
+    const kept = new Map<string, string | undefined>();
+    for (const name of ["to-orphan", "to-merge"]) {
+      // The operator has written the Secret for the switch once the status reports the new
+      // generation with TokenIssued (IssuanceLimited, while the limiter holds the fetch, comes first).
+      await waitFor(`${name}: the policy switch reconciled`, async () => {
+        const nt = await env.getToken(ns, name);
+        const c = ready(nt);
+        return nt.status?.observedGeneration === nt.metadata?.generation && c?.reason === "TokenIssued"
+          ? nt
+          : undefined;
+      });
+      const s = await env.readSecret(ns, name);
+      expect.soft(s?.metadata?.ownerReferences ?? [], `${name}: ownerReferences`).toHaveLength(0);
+      kept.set(name, decode(s?.data?.access_token));
+    }
+    // Delete the switched ones first, then the Owner control: once the garbage collector has removed
+    // the control's Secret, it has processed the deletions before it.
+    await deleteToken(env, ns, "to-orphan");
+    await deleteToken(env, ns, "to-merge");
+    await deleteToken(env, ns, "control");
+    await waitFor("garbage collection of the control's Secret", async () =>
+      (await env.readSecret(ns, "control")) ? undefined : true,
+    );
+    for (const [name, token] of kept) {
+      const left = await env.readSecret(ns, name);
+      expect(left, `Secret ${name} survives`).toBeDefined();
+      expect(decode(left?.data?.access_token)).toBe(token);
+    }
+  });
+
   it("adopt: true takes over an unmanaged Secret (Owner: ownerReference, the operator's data, others' labels kept)", async () => {
     const ns = "adopt";
     const base = await setup(ns);

@@ -4,10 +4,15 @@
  * process takes its state from the NexarToken status and the target Secrets. The restarted
  * process acquires the Lease its predecessor released at once (no 15 s wait), and reads the
  * credentials Secret the N NexarTokens share once (the audit log), not once per NexarToken.
+ *
+ * Issue 18, item 7: what the restarted process takes from a target Secret is cross-checked first.
+ * A Secret restored from a backup, or whose `access_token` was replaced, while no operator ran
+ * (annotations left intact) is not published as valid: the operator fetches a new token.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAudit, type AuditEvent } from "../harness/audit.ts";
-import { startEnv, waitFor, type Env } from "./env.ts";
+import { decode, startEnv, waitFor, type Env } from "./env.ts";
+import { requestRefresh, requestsOf } from "./faults-helpers.ts";
 import { startOperator, type OperatorProcess } from "../harness/operator.ts";
 import { KubeClient } from "../../src/kube/client.ts";
 import { leasePath, type Lease } from "../../src/kube/lease.ts";
@@ -142,5 +147,91 @@ describe("restart", () => {
     expect(op.logs().filter((r) => r.msg === "target Secret written" || r.msg === "token issued")).toEqual([]);
     // N reconciles at once, one credentials Secret: one GET, the others wait for it.
     expect(operatorGets(ns, "nexar-app") - credentialGets).toBe(1);
+  });
+});
+
+describe("restart after the target Secret was edited while no operator ran", () => {
+  const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+  const secretOf = (ns: string) => `${ns}-secret-0123456789abcdef`;
+
+  /**
+   * Namespace `ns` with client `ns` (tokens of `lifetime` s), NexarToken `supply` Ready; returns
+   * the target Secret as first written.
+   */
+  async function issue(ns: string, lifetime: number) {
+    await env.namespace(ns);
+    env.client({ clientId: ns, clientSecret: secretOf(ns), accessTokenLifetimeSeconds: lifetime });
+    await env.credentials(ns, "nexar-app", { clientId: ns, clientSecret: secretOf(ns) });
+    await env.createToken(ns, "supply", {
+      scopes: ["supply.domain"],
+      tokenUrl: env.idp.tokenUrl,
+      credentialsSecretRef: { name: "nexar-app" },
+    });
+    await env.waitReady(ns, "supply", "True", "TokenIssued");
+    return waitFor(`${ns}: the target Secret`, () => env.readSecret(ns, "supply"));
+  }
+
+  /** A second token, of a shorter lifetime, replaces the first; returns the Secret once status agrees with it. */
+  async function renew(ns: string, first: string | undefined) {
+    env.client({ clientId: ns, clientSecret: secretOf(ns), accessTokenLifetimeSeconds: 3_600 });
+    await requestRefresh(env, ns, "supply");
+    return settled(ns, (t) => t !== first);
+  }
+
+  /** The target Secret once its token passes `ok` and Ready=True, TokenIssued reports its expiry. */
+  function settled(ns: string, ok: (token: string | undefined) => boolean, timeoutMs = 30_000) {
+    return waitFor(
+      `${ns}: a token in the Secret that status agrees with`,
+      async () => {
+        const s = await env.readSecret(ns, "supply");
+        const nt = await env.getToken(ns, "supply");
+        const ready = nt.status?.conditions?.find((c) => c.type === "Ready");
+        return ok(decode(s?.data?.access_token)) &&
+          ready?.reason === "TokenIssued" &&
+          nt.status?.expiresAt === decode(s?.data?.expires_at)
+          ? s
+          : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  it("a restored backup or a replaced access_token is not trusted: a new token is fetched; an untouched Secret is kept", async () => {
+    // Tokens of 2 h, then of 1 h: the first token's expiry is an hour off the second's.
+    const backup = await issue("restored", 7_200);
+    const restored = await renew("restored", decode(backup.data?.access_token));
+    const older = await issue("replaced", 7_200);
+    const replaced = await renew("replaced", decode(older.data?.access_token));
+    const kept = await issue("untouched", 3_600);
+    const requests = (ns: string) => requestsOf(env, ns).length;
+    expect([requests("restored"), requests("replaced"), requests("untouched")]).toEqual([2, 2, 1]);
+
+    expect(await env.op.stop()).toBe(0);
+    // The whole data of the earlier Secret is put back, its annotations left as they are now.
+    await env.core.replaceNamespacedSecret({
+      namespace: "restored",
+      name: "supply",
+      body: { ...restored, data: backup.data },
+    });
+    // Only access_token is replaced (by an earlier token of the same client): expires_at stays.
+    await env.core.replaceNamespacedSecret({
+      namespace: "replaced",
+      name: "supply",
+      body: { ...replaced, data: { ...replaced.data, access_token: b64(decode(older.data?.access_token) ?? "") } },
+    });
+    const op = await startOperator({ kubeconfig: env.cp.kubeconfigPath });
+    env.operators.push(op);
+    env.op = op;
+
+    const stale = new Set([backup, restored, older, replaced].map((s) => decode(s.data?.access_token)));
+    const fresh = await Promise.allSettled(
+      ["restored", "replaced"].map((ns) => settled(ns, (t) => t !== undefined && !stale.has(t))),
+    );
+    expect.soft(fresh[0]?.status, "restored: a new token").toBe("fulfilled");
+    expect.soft(fresh[1]?.status, "replaced: a new token").toBe("fulfilled");
+    expect([requests("restored"), requests("replaced")]).toEqual([3, 3]);
+    await waitReconciled(op, ["untouched/supply"]);
+    expect(requests("untouched")).toBe(1);
+    expect(await env.accessToken("untouched", "supply")).toBe(decode(kept.data?.access_token));
   });
 });
