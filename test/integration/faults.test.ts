@@ -126,11 +126,12 @@ describe("transient faults (valid token held)", () => {
       expect(logs.length).toBeGreaterThanOrEqual(failing - 1);
       expect(logs.every((l) => l.kind === "transient" && l.reason === c.reason)).toBe(true);
 
-      // One Warning Event for the repeated identical failure, not one per attempt.
-      // (≤ 2: a reset may surface as ECONNRESET or as a closed socket, two different notes.)
+      // One Warning Event per distinct note, not one per attempt (5). A reset may surface as
+      // ECONNRESET or as a closed socket, a delay past the client timeout as the total deadline or
+      // the headers timeout (whichever fires first on a loaded machine): a few notes at most.
       const warnings = await eventsFor(env, ns, "supply", "TokenRequestFailed");
       expect(warnings.length).toBeGreaterThanOrEqual(1);
-      expect(warnings.length).toBeLessThanOrEqual(2);
+      expect(warnings.length).toBeLessThanOrEqual(3);
       expect(warnings.every((w) => w.type === "Warning")).toBe(true);
 
       // Recovery once the fault clears: at the next scheduled attempt, without any nudge.
