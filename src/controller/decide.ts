@@ -269,6 +269,9 @@ export function decide(input: ReconcileInput): Decision {
     held = hold = { ...held, renewAtMs: renewalTimeMs(held, spec.renewBefore, input.jitter, input.nowMs) };
   }
 
+  // The refresh request the held token answered counts as handled, written to status or not.
+  const lastRefreshRequest = held?.lastRefreshRequest ?? status.lastRefreshRequest;
+
   // 5. Fetch? The trigger policies, then the failure backoff (src/renewal/).
   let next: TokenStatus = { ...status, observedGeneration: generation, secretName: spec.target.name };
   let requeueAtMs: number | undefined;
@@ -277,11 +280,11 @@ export function decide(input: ReconcileInput): Decision {
   let failed: Decision["failed"];
   let nowMs = input.nowMs;
   if (!input.fetched) {
-    const trigger = fetchTrigger(input, held, creds.fingerprint, next);
+    const trigger = fetchTrigger(input, held, creds.fingerprint, next, { respec, lastRefreshRequest });
     if (trigger.kind === "fetch") return { fetch: trigger.plan, hold, status: next, events: [] };
     if (trigger.kind === "none") {
       // Nothing to fetch: an earlier failure no longer applies (e.g. credentials were put back).
-      next = { ...next, ...NO_FAILURE, lastRefreshRequest: held?.lastRefreshRequest ?? status.lastRefreshRequest };
+      next = { ...next, ...NO_FAILURE, lastRefreshRequest };
     } else requeueAtMs = trigger.untilMs; // backing off
   } else {
     const { plan, outcome } = input.fetched;
@@ -305,7 +308,7 @@ export function decide(input: ReconcileInput): Decision {
         renewAtMs: renewalTimeMs(t, spec.renewBefore, input.jitter, nowMs),
         lastRefreshRequest: plan.refreshRequested
           ? nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT]
-          : (held?.lastRefreshRequest ?? status.lastRefreshRequest),
+          : lastRefreshRequest,
       };
       events.push({
         type: "Normal",
@@ -463,12 +466,17 @@ function fetchTrigger(
   held: HeldToken | undefined,
   fingerprint: string,
   next: TokenStatus,
+  since: {
+    /** The spec changed since status was written (generation ≠ observedGeneration). */
+    respec: boolean;
+    /** The refresh annotation value handled (by the held token, or as status records). */
+    lastRefreshRequest: string | undefined;
+  },
 ): Trigger {
   const { nt, status } = input;
   const generation = nt.metadata.generation ?? 0;
   const refreshRequestedAt = nt.metadata.annotations?.[ANNOTATION_REFRESH_REQUESTED_AT];
-  // The refresh request the held token answered counts as handled, written to status or not.
-  const lastRefreshRequest = held?.lastRefreshRequest ?? status.lastRefreshRequest;
+  const { lastRefreshRequest } = since;
   const issuance = evaluateIssuance({
     nowMs: input.nowMs,
     generation,
@@ -492,7 +500,7 @@ function fetchTrigger(
   const changed: "SpecChanged" | "CredentialsChanged" | undefined =
     !failedFor || failedFor.fingerprint === fingerprint
       ? undefined
-      : status.observedGeneration !== undefined && status.observedGeneration !== generation
+      : since.respec
         ? "SpecChanged"
         : "CredentialsChanged";
   const requested = refreshRequestedAt !== undefined && refreshRequestedAt !== lastRefreshRequest;
